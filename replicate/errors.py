@@ -1,0 +1,100 @@
+"""Every exception replicate raises on purpose, under one root.
+
+::
+
+    ReplicateError
+    ├── ConfigError                    bad replicate.yaml, unknown URL scheme, missing bucket
+    ├── ValidationError (ValueError)   params/metrics not JSON, bad primary_metric, bad path
+    ├── RepositoryError
+    │   ├── DoesNotExist (LookupError) no experiment/checkpoint matches an id or prefix
+    │   ├── AmbiguousID                a prefix matches several; the message lists them
+    │   ├── IncompatibleRepository     repository.json is newer than this version understands
+    │   ├── CorruptedMetadata          unreadable JSON; carries the key
+    │   └── CorruptedArchive           truncated or damaged tarball
+    ├── StorageError                   a translated backend error; ``__cause__`` is the original
+    │   ├── ObjectNotFound
+    │   ├── StoragePermissionError     403, AccessDenied, bad credentials
+    │   ├── BucketNotFound             the bucket does not exist
+    │   └── TransientStorageError      5xx, SlowDown, timeouts, resets: retried, then raised
+    └── DaemonError
+        ├── DaemonClosed               used after close, or from a forked child
+        └── UploadFailed               jobs that did not land; lists them
+"""
+
+from __future__ import annotations
+
+
+class ReplicateError(Exception):
+    """Base of every error replicate raises on purpose."""
+
+
+class ConfigError(ReplicateError):
+    """Raised when replicate.yaml, the repository URL or the environment is wrong."""
+
+
+class ValidationError(ReplicateError, ValueError):
+    """Raised when an argument to the API is not acceptable (a programming error)."""
+
+
+class RepositoryError(ReplicateError):
+    """Raised when the repository's content is not what it should be."""
+
+
+class DoesNotExist(RepositoryError, LookupError):
+    """Raised when no experiment or checkpoint matches an id or prefix."""
+
+
+class AmbiguousID(RepositoryError):
+    """Raised when an id prefix matches several experiments or checkpoints."""
+
+
+class IncompatibleRepository(RepositoryError):
+    """Raised when repository.json declares a version newer than this one understands."""
+
+
+class CorruptedMetadata(RepositoryError):
+    """Raised when a metadata object cannot be decoded."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"corrupted metadata in {key}: {reason}")
+        self.key = key
+
+
+class CorruptedArchive(RepositoryError):
+    """Raised when a tarball is truncated, damaged or does not match its checksum."""
+
+
+class StorageError(ReplicateError):
+    """Raised when the storage backend fails; ``__cause__`` holds the backend's error."""
+
+
+class ObjectNotFound(StorageError, LookupError):
+    """Raised when a key does not exist."""
+
+
+class StoragePermissionError(StorageError):
+    """Raised when the credentials are missing, wrong or not allowed to do this."""
+
+
+class BucketNotFound(StorageError):
+    """Raised when the bucket named by the repository URL does not exist."""
+
+
+class TransientStorageError(StorageError):
+    """Raised when a retryable error (5xx, throttling, timeout, reset) persists after retries."""
+
+
+class DaemonError(ReplicateError):
+    """Raised by the background uploader."""
+
+
+class DaemonClosed(DaemonError):
+    """Raised when the daemon is used after it closed, or from a forked child process."""
+
+
+class UploadFailed(DaemonError):
+    """Raised when some jobs did not land; ``failures`` maps job ids to their errors."""
+
+    def __init__(self, message: str, failures: dict[str, str]) -> None:
+        super().__init__(message)
+        self.failures = failures
