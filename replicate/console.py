@@ -7,7 +7,10 @@ import os
 import sys
 import threading
 
-from rich.console import Console
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _lock = threading.Lock()
 _said: set[str] = set()
@@ -16,19 +19,23 @@ _said: set[str] = set()
 @functools.cache
 def stderr() -> Console:
     """The shared stderr console (respects NO_COLOR and non-terminals)."""
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")))
 
 
 def info(message: str) -> None:
     """Print one diagnostic line to stderr, prefixed so it is clearly replicate's."""
     with _lock:
-        print(f"replicate: {message}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"replicate: {message}\n")
+        sys.stderr.flush()
 
 
 def warn(message: str) -> None:
     """Print one warning line to stderr."""
     with _lock:
-        print(f"replicate: warning: {message}", file=sys.stderr, flush=True)
+        sys.stderr.write(f"replicate: warning: {message}\n")
+        sys.stderr.flush()
 
 
 def once(key: str, message: str, *, warning: bool = True) -> None:

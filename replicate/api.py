@@ -1,0 +1,134 @@
+"""``replicate.init()``: validate, check the repository, snapshot the code, start the experiment."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import platform
+import shlex
+import socket
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from replicate import archive, console
+from replicate.config import load_config
+from replicate.daemon import Daemon
+from replicate.daemon.jobs import Job
+from replicate.errors import ValidationError
+from replicate.experiment import Experiment
+from replicate.ids import random_id, short_id
+from replicate.records import ExperimentRecord, now, to_json_value
+from replicate.repository import Repository
+
+
+def _command() -> str:
+    return shlex.join(sys.argv) if sys.argv and sys.argv != [""] else ""
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def python_packages() -> dict[str, str]:
+    """Versions of the installed distributions that provide modules imported so far."""
+    top_level = {name.partition(".")[0] for name in list(sys.modules)}
+    found: dict[str, str] = {}
+    for module, distributions in metadata.packages_distributions().items():
+        if module in top_level:
+            for dist in distributions:
+                try:
+                    found[dist] = metadata.version(dist)
+                except metadata.PackageNotFoundError:
+                    continue
+    return dict(sorted(found.items()))
+
+
+def _repository_dir(url: str) -> Path | None:
+    parsed = urlparse(url)
+    return Path(parsed.path) if parsed.scheme == "file" else None
+
+
+def init(
+    path: str | os.PathLike[str] | None = None,
+    params: dict[str, Any] | None = None,
+    *,
+    repository: str | None = None,
+    project_dir: str | os.PathLike[str] | None = None,
+    disable_heartbeat: bool = False,
+) -> Experiment:
+    """Start an experiment: record params, the environment and (with ``path``) the code.
+
+    Raises ConfigError for a bad replicate.yaml, ValidationError for bad params or a ``path``
+    outside the project or matching nothing, and StorageError when the repository cannot be
+    reached or written. A failed ``init`` leaves nothing behind.
+    """
+    config = load_config(
+        repository=repository, project_dir=Path(project_dir) if project_dir is not None else None
+    )
+    if params is not None and not isinstance(params, dict):
+        raise ValidationError(f"params must be a dict, got {type(params).__name__}")
+    clean_params = to_json_value(dict(params or {}), where="params")
+    repository_dir = _repository_dir(config.repository)
+    ignore = archive.Ignore(config.project_dir, [repository_dir] if repository_dir else [])
+    files: list[tuple[Path, str]] = []
+    rel = ""
+    if path is not None:
+        rel = archive.relative_path(config.project_dir, path)
+        files = archive.collect(config.project_dir, rel, ignore)
+    record = ExperimentRecord(
+        id=random_id(),
+        created=now(),
+        params=clean_params,
+        host=socket.gethostname(),
+        user=_user(),
+        config={"repository": config.repository, "storage": ""},
+        command=_command(),
+        path=rel,
+        python_version=platform.python_version(),
+        python_packages=python_packages(),
+    )
+    daemon = Daemon.get()
+
+    async def check(repo: Repository) -> None:
+        await repo.check_version(create=True)
+
+    daemon.with_repository(config.repository, check)  # reachable, readable, right version
+    if disable_heartbeat:
+        daemon.with_repository(config.repository, lambda repo: repo.storage.check_writable())
+    else:
+        daemon.start_heartbeat(config.repository, record.id)  # the first beat proves writes work
+    spool = daemon.spool(config.spool_dir)
+    job_dir = spool.new_job_dir()
+    try:
+        sizes = archive.snapshot(files, job_dir / "files") if files else {}
+        job = Job(
+            id=job_dir.name,
+            kind="experiment",
+            owner=daemon.owner,
+            repository=config.repository,
+            experiment_id=record.id,
+            dir=job_dir,
+            experiment=record,
+            files=sizes,
+        )
+        spool.commit(job)
+    except BaseException:
+        spool.discard(job_dir)
+        if not disable_heartbeat:
+            daemon.stop_heartbeat(config.repository, record.id)
+        raise
+    future = daemon.submit(job)
+    console.info(
+        f"created experiment {short_id(record.id)}"
+        + (f", saving {len(files)} files of {rel!r}" if files else "")
+        + f" to {config.repository}"
+    )
+    experiment = Experiment(record, config, daemon, spool, ignore, heartbeat=not disable_heartbeat)
+    experiment._track(record.id, future)
+    return experiment

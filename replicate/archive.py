@@ -1,0 +1,212 @@
+"""Files in and out of tarballs (sync, no event loop): ignore rules, snapshots, pack, unpack.
+
+A tarball holds regular files only, each named ``<id>/<path relative to the project dir>``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pathspec
+from isal import isal_zlib
+
+from replicate.errors import CorruptedArchive, ValidationError
+
+DEFAULT_EXCLUDES = frozenset(
+    {
+        ".replicate",
+        ".keepsake",
+        ".git",
+        ".hg",
+        ".svn",
+        ".mypy_cache",
+        "__pycache__",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".ipynb_checkpoints",
+    }
+)
+IGNORE_FILES = (".replicateignore", ".keepsakeignore")
+FICLONE = 0x40049409
+#: isal level 1: ~550 MiB/s on incompressible weights here, against ~20 MiB/s for stdlib gzip.
+GZIP_LEVEL = 1
+CHUNK = 1 << 20
+RECORD = 512
+
+
+class Ignore:
+    """The default excludes, extra directories (the repository) and ``.replicateignore``."""
+
+    def __init__(self, project_dir: Path, extra_dirs: Iterable[Path] = ()) -> None:
+        self.project_dir = project_dir
+        self.extra_dirs = {p.resolve() for p in extra_dirs}
+        self.spec: pathspec.PathSpec | None = None
+        for name in IGNORE_FILES:
+            ignore_file = project_dir / name
+            if ignore_file.is_file():
+                lines = ignore_file.read_text(encoding="utf-8").splitlines()
+                self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+                break
+
+    def skip_dir(self, path: Path, rel: str) -> bool:
+        if path.name in DEFAULT_EXCLUDES or path in self.extra_dirs:
+            return True
+        if (path / "pyvenv.cfg").exists():  # a virtualenv
+            return True
+        return self.spec is not None and self.spec.match_file(rel + "/")
+
+    def skip_file(self, rel: str) -> bool:
+        return self.spec is not None and self.spec.match_file(rel)
+
+
+def relative_path(project_dir: Path, path: str | os.PathLike[str]) -> str:
+    """Return ``path`` relative to the project dir, or raise ValidationError if outside it."""
+    absolute = (project_dir / path).resolve()
+    try:
+        rel = absolute.relative_to(project_dir.resolve())
+    except ValueError:
+        raise ValidationError(
+            f"path {str(path)!r} is outside the project directory {project_dir}: "
+            "save the file inside it and pass a relative path"
+        ) from None
+    if not absolute.exists():
+        raise ValidationError(
+            f"path {str(path)!r} matches nothing in {project_dir}: save the file before calling "
+            "checkpoint(), or leave path out for a metrics-only checkpoint"
+        )
+    return rel.as_posix()
+
+
+def collect(project_dir: Path, rel: str, ignore: Ignore) -> list[tuple[Path, str]]:
+    """List (absolute path, relative path) of the regular files under ``rel``.
+
+    Walks only ``rel`` (a file or a directory), never the rest of the project.
+    """
+    root = project_dir / rel if rel not in ("", ".") else project_dir
+    if root.is_file():
+        return [(root, rel)]
+    found: list[tuple[Path, str]] = []
+    base = project_dir.resolve()
+    stack = [root.resolve()]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                path = Path(entry.path)
+                entry_rel = path.relative_to(base).as_posix()
+                if entry.is_dir(follow_symlinks=False):
+                    if not ignore.skip_dir(path, entry_rel):
+                        stack.append(path)
+                elif entry.is_file(follow_symlinks=True) and not ignore.skip_file(entry_rel):
+                    found.append((path, entry_rel))
+    found.sort(key=lambda item: item[1])
+    return found
+
+
+def snapshot(files: list[tuple[Path, str]], dest: Path) -> dict[str, int]:
+    """Copy ``files`` into ``dest`` under their relative paths; return their sizes.
+
+    Synchronous on purpose: later overwrites of the originals must not leak in.
+    """
+    sizes: dict[str, int] = {}
+    made: set[Path] = set()
+    for source, rel in files:
+        target = dest / rel
+        parent = target.parent
+        if parent not in made:
+            parent.mkdir(parents=True, exist_ok=True)
+            made.add(parent)
+        _clone_or_copy(source, target)
+        sizes[rel] = target.stat().st_size
+    return sizes
+
+
+def _clone_or_copy(source: Path, dest: Path) -> None:
+    src_fd = os.open(source, os.O_RDONLY)
+    try:
+        dst_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            try:
+                fcntl.ioctl(dst_fd, FICLONE, src_fd)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY):
+                    raise
+            remaining = os.fstat(src_fd).st_size
+            offset = 0
+            while remaining > 0:
+                copied = os.copy_file_range(src_fd, dst_fd, remaining, offset, offset)
+                if copied == 0:
+                    break
+                offset += copied
+                remaining -= copied
+        finally:
+            os.close(dst_fd)
+    finally:
+        os.close(src_fd)
+
+
+@dataclass
+class Packer:
+    """Streams a tar.gz of ``files`` as ``<prefix>/<rel>`` members, one bounded chunk at a time.
+
+    ``read()`` does the CPU work (tar framing, isal gzip); call it off the event loop.
+    """
+
+    files: list[tuple[Path, str]]
+    prefix: str
+
+    def __post_init__(self) -> None:
+        self._raw = self._tar_stream()
+        self._gzip = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
+        self._done = False
+
+    def _tar_stream(self) -> Iterator[bytes]:
+        written = 0
+        for path, rel in self.files:
+            with open(path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                info = tarfile.TarInfo(f"{self.prefix}/{rel}")
+                info.size = size
+                info.mode = 0o644
+                info.mtime = int(os.fstat(f.fileno()).st_mtime)
+                header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+                yield header
+                written += len(header)
+                remaining = size
+                while remaining > 0:
+                    chunk = f.read(min(CHUNK, remaining))
+                    if not chunk:
+                        raise CorruptedArchive(f"{rel} shrank while it was being packed")
+                    remaining -= len(chunk)
+                    yield chunk
+                padding = -size % RECORD
+                written += size + padding
+                if padding:
+                    yield b"\0" * padding
+        end = 2 * RECORD
+        written += end
+        yield b"\0" * (end + (-written % tarfile.RECORDSIZE))
+
+    def read(self, target: int = 4 * CHUNK) -> bytes:
+        """Return the next compressed bytes (about ``target``), or b"" at the end."""
+        if self._done:
+            return b""
+        out: list[bytes] = []
+        produced = 0
+        for raw in self._raw:
+            compressed = self._gzip.compress(raw)
+            if compressed:
+                out.append(compressed)
+                produced += len(compressed)
+            if produced >= target:
+                return b"".join(out)
+        out.append(self._gzip.flush())
+        self._done = True
+        return b"".join(out)

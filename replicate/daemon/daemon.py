@@ -1,0 +1,271 @@
+"""Daemon: the process's one sync/async boundary, a thread running the asyncio loop.
+
+Only this module crosses between the caller's threads and the loop. Frozen values (jobs,
+records, paths) cross; storage clients never leave the loop that opened them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import ClassVar, TypeVar, TypeVarTuple
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from replicate import console
+from replicate.daemon.heartbeat import Heartbeats
+from replicate.daemon.jobs import Job
+from replicate.daemon.pool import RepositoryPool
+from replicate.daemon.spool import Spool, new_owner
+from replicate.daemon.worker import JobFailed, Landed, Worker
+from replicate.errors import DaemonClosed
+from replicate.repository import Repository
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+#: Seconds of draining at exit before saying so.
+ANNOUNCE_AFTER = 0.25
+PROGRESS_EVERY = 5.0
+
+
+def _exit_timeout() -> float | None:
+    value = os.environ.get("REPLICATE_EXIT_TIMEOUT", "").strip()
+    return float(value) if value else None
+
+
+class Daemon:
+    """The background uploader of this process, started lazily by :meth:`get`.
+
+    A non-daemon thread runs ``anyio.run``; the interpreter joins it before ``atexit``
+    handlers, so pending uploads are finished by a thread that already exists (threads
+    cannot be started during interpreter shutdown).
+    """
+
+    _instance: ClassVar[Daemon | None] = None
+    _instance_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def get(cls) -> Daemon:
+        with cls._instance_lock:
+            if cls._instance is None or cls._instance.pid != os.getpid():
+                cls._instance = cls()
+            return cls._instance
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.owner = new_owner()
+        self._cond = threading.Condition()
+        self._futures: dict[str, Future[Landed]] = {}
+        self._pending: dict[str, Job] = {}
+        self._failed: dict[str, tuple[Job, JobFailed]] = {}
+        self._spools: dict[Path, Spool] = {}
+        self._portal: BlockingPortal | None = None
+        self._closed = False
+        ready: Future[BlockingPortal] = Future()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="replicate-daemon", daemon=False
+        )
+        self._thread.start()
+        self._portal = ready.result()
+        atexit.register(self._report_abandoned)
+
+    # ---- caller's side -------------------------------------------------------------------
+
+    def _check(self) -> BlockingPortal:
+        if os.getpid() != self.pid:
+            raise DaemonClosed(
+                "replicate cannot be used from a forked child process (a DataLoader worker?): "
+                "call checkpoint() from the main process"
+            )
+        if self._portal is None or self._closed:
+            raise DaemonClosed("the replicate daemon has shut down")
+        return self._portal
+
+    def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
+        """Run ``fn(*args)`` in the loop and return its result (not from the loop thread)."""
+        return self._check().call(fn, *args)
+
+    def with_repository(self, url: str, fn: Callable[[Repository], Awaitable[T]]) -> T:
+        """Run ``fn(repository)`` in the loop with the repository at ``url`` opened there."""
+
+        async def run() -> T:
+            return await fn(await self._pool.get(url))
+
+        return self.call(run)
+
+    def spool(self, root: Path) -> Spool:
+        """This process's handle on a project's spool; takes the owner lock on first use."""
+        with self._cond:
+            spool = self._spools.get(root)
+            if spool is None:
+                spool = self._spools[root] = Spool(root)
+                spool.lock_owner(self.owner)
+            return spool
+
+    def submit(self, job: Job) -> Future[Landed]:
+        """Hand a committed job to the worker; returns at once."""
+        portal = self._check()
+        future: Future[Landed] = Future()
+        with self._cond:
+            self._futures[job.id] = future
+            self._pending[job.id] = job
+        portal.start_task_soon(self._worker.run, job)
+        return future
+
+    def pending_bytes(self, root: Path | None = None) -> int:
+        with self._cond:
+            return sum(j.bytes for j in self._pending.values() if root is None or _root(j) == root)
+
+    def wait_for_room(
+        self, root: Path, incoming: int, budget: int, on_block: Callable[[], None]
+    ) -> None:
+        """Block until this process's queued bytes plus ``incoming`` fit in ``budget``."""
+        with self._cond:
+            if self._fits(root, incoming, budget):
+                return
+            on_block()
+            self._cond.wait_for(lambda: self._fits(root, incoming, budget))
+
+    def _fits(self, root: Path, incoming: int, budget: int) -> bool:
+        queued = sum(j.bytes for j in self._pending.values() if _root(j) == root)
+        return queued == 0 or queued + incoming <= budget
+
+    def wait(self, futures: list[Future[Landed]], timeout: float | None) -> bool:
+        """Wait for ``futures`` to finish (landed or failed); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future in futures:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                future.exception(timeout=remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    def failures(self) -> list[tuple[Job, JobFailed]]:
+        with self._cond:
+            return list(self._failed.values())
+
+    def start_heartbeat(self, url: str, experiment_id: str) -> None:
+        self.call(self._heartbeats.start, url, experiment_id)
+
+    def stop_heartbeat(self, url: str, experiment_id: str) -> None:
+        self.call(self._heartbeats.stop, url, experiment_id)
+
+    # ---- loop side -------------------------------------------------------------------------
+
+    def _run(self, ready: Future[BlockingPortal]) -> None:
+        try:
+            anyio.run(self._main, ready, backend="asyncio")
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+        finally:
+            self._closed = True
+
+    async def _main(self, ready: Future[BlockingPortal]) -> None:
+        async with AsyncExitStack() as stack:
+            self._pool = RepositoryPool(stack)
+            self._heartbeats = Heartbeats(self._pool)
+            self._worker = Worker(self._pool, self._spool_of, self._landed, self._job_failed)
+            async with BlockingPortal() as portal, anyio.create_task_group() as tg:
+                ready.set_result(portal)
+                tg.start_soon(self._heartbeats.run)
+                # No event exists for "the main thread ended": poll it.
+                while threading.main_thread().is_alive():  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+                await self._drain_at_exit()
+                await self._heartbeats.stop_all()
+                tg.cancel_scope.cancel()
+                await portal.stop(cancel_remaining=True)
+            self._release_spools()
+
+    def _spool_of(self, job: Job) -> Spool:
+        return self._spools.get(_root(job)) or Spool(_root(job))
+
+    def _landed(self, landed: Landed) -> None:
+        with self._cond:
+            self._pending.pop(landed.job.id, None)
+            self._failed.pop(landed.job.id, None)
+            future = self._futures.pop(landed.job.id, None)
+            self._cond.notify_all()
+        if future is not None:
+            future.set_result(landed)
+
+    def _job_failed(self, job: Job, failure: JobFailed) -> None:
+        console.warn(
+            f"{job.label} did not upload: {failure}. It stays queued in {_root(job)}: "
+            "`replicate queue` shows it, `replicate wait` retries it"
+        )
+        with self._cond:
+            self._pending.pop(job.id, None)
+            self._failed[job.id] = (job, failure)
+            future = self._futures.pop(job.id, None)
+            self._cond.notify_all()
+        if future is not None:
+            future.set_exception(failure)
+
+    async def _drain_at_exit(self) -> None:
+        timeout = _exit_timeout()
+        start = time.monotonic()
+        said_at: float | None = None
+        while pending := self._pending_snapshot():
+            elapsed = time.monotonic() - start
+            if elapsed >= ANNOUNCE_AFTER and (
+                said_at is None or elapsed - said_at >= PROGRESS_EVERY
+            ):
+                said_at = elapsed
+                megabytes = sum(j.bytes for j in pending) / 1e6
+                console.info(
+                    f"your program has ended, but replicate is still saving {len(pending)} "
+                    f"checkpoint(s), {megabytes:.1f} MB left… Ctrl-C to leave them for "
+                    "`replicate wait`"
+                )
+            if timeout is not None and elapsed >= timeout:
+                console.warn(
+                    f"REPLICATE_EXIT_TIMEOUT reached: leaving {len(pending)} job(s) in the queue; "
+                    "run `replicate wait` to finish them"
+                )
+                return
+            await anyio.sleep(0.05)
+        if said_at is not None:
+            console.info("all checkpoints saved")
+
+    def _pending_snapshot(self) -> list[Job]:
+        with self._cond:
+            return list(self._pending.values())
+
+    def _release_spools(self) -> None:
+        with self._cond:
+            for spool in self._spools.values():
+                mine = [j for j in spool.jobs() if j.owner == self.owner]
+                spool.release_owner(self.owner, forget=not mine)
+
+    def _report_abandoned(self) -> None:
+        """At exit after an interrupted drain: say what is left and how to finish it."""
+        if os.getpid() != self.pid or not self._thread.is_alive():
+            return
+        pending = self._pending_snapshot()
+        if pending:
+            console.warn(
+                f"left {len(pending)} job(s) in the queue; run `replicate wait` to upload them"
+            )
+
+
+def _root(job: Job) -> Path:
+    return job.dir.parent.parent
+
+
+def _forget_after_fork() -> None:
+    Daemon._instance = None  # the child gets a daemon of its own if it asks for one
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,81 @@
+"""Jobs: what the worker must upload and commit, as frozen values with a JSON manifest."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from replicate.records import CheckpointRecord, ExperimentRecord
+
+JobKind = Literal["experiment", "checkpoint", "stop"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One unit of durable work in the spool.
+
+    ``experiment`` jobs upload the code tarball, then write the experiment JSON.
+    ``checkpoint`` jobs upload the checkpoint tarball (if any files), then commit the checkpoint
+    into the experiment JSON. ``stop`` jobs delete the heartbeat once everything before them
+    landed (they make a process that died after ``stop()`` still end its experiment).
+    """
+
+    id: str
+    kind: JobKind
+    owner: str
+    repository: str
+    experiment_id: str
+    dir: Path
+    experiment: ExperimentRecord | None = None
+    checkpoint: CheckpointRecord | None = None
+    #: relative path -> size in bytes, as snapshotted; checked again before packing
+    files: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def files_dir(self) -> Path:
+        return self.dir / "files"
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def label(self) -> str:
+        if self.kind == "checkpoint" and self.checkpoint is not None:
+            step = self.checkpoint.step
+            return f"checkpoint {self.checkpoint.id[:7]} (step {step})"
+        return f"{self.kind} {self.experiment_id[:7]}"
+
+    def to_manifest(self) -> bytes:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "owner": self.owner,
+            "repository": self.repository,
+            "experiment_id": self.experiment_id,
+            "experiment": self.experiment.to_dict() if self.experiment else None,
+            "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
+            "files": self.files,
+        }
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_manifest(cls, data: bytes, dir: Path) -> Job:
+        body = json.loads(data)
+        return cls(
+            id=body["id"],
+            kind=body["kind"],
+            owner=body["owner"],
+            repository=body["repository"],
+            experiment_id=body["experiment_id"],
+            dir=dir,
+            experiment=ExperimentRecord.from_dict(body["experiment"])
+            if body["experiment"]
+            else None,
+            checkpoint=CheckpointRecord.from_dict(body["checkpoint"])
+            if body["checkpoint"]
+            else None,
+            files={str(k): int(v) for k, v in body["files"].items()},
+        )

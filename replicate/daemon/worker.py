@@ -1,0 +1,217 @@
+"""Worker: pack off the loop, upload the data, then commit the metadata that lists it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import anyio
+
+from replicate.archive import Packer
+from replicate.daemon.jobs import Job
+from replicate.daemon.pool import RepositoryPool
+from replicate.daemon.spool import JobError, Spool
+from replicate.errors import (
+    CorruptedArchive,
+    DoesNotExist,
+    StorageError,
+    TransientStorageError,
+)
+from replicate.records import CheckpointRecord, ExperimentRecord
+from replicate.repository import ArchiveKind
+
+log = logging.getLogger("replicate")
+
+#: Whole-job attempts for transient trouble (each upload already retries inside storage/).
+JOB_ATTEMPTS = 8
+JOB_BACKOFF_MAX = 30.0
+#: Uploads with data in flight at once; metrics-only commits are not limited.
+UPLOADS_IN_FLIGHT = 2
+
+
+class JobFailed(Exception):
+    """A job that will not land without help; ``permanent`` means retrying cannot fix it."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+@dataclass
+class _Experiment:
+    """What the worker knows of one experiment's committed JSON."""
+
+    record: ExperimentRecord | None = None
+    code_landed: anyio.Event = field(default_factory=anyio.Event)
+    code_error: str | None = None
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    pending: list[CheckpointRecord] = field(default_factory=list)
+    committed: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """A job that landed: its tarball's size and sha256 (empty for metrics-only)."""
+
+    job: Job
+    size: int
+    sha256: str
+
+
+class Worker:
+    """Runs jobs of any repository; one per daemon. Never raises: outcomes go to callbacks."""
+
+    def __init__(
+        self,
+        pool: RepositoryPool,
+        spool_for: Callable[[Job], Spool],
+        on_landed: Callable[[Landed], None],
+        on_failed: Callable[[Job, JobFailed], None],
+        *,
+        job_attempts: int = JOB_ATTEMPTS,
+    ) -> None:
+        self._pool = pool
+        self._spool_for = spool_for
+        self._on_landed = on_landed
+        self._on_failed = on_failed
+        self._job_attempts = job_attempts
+        self._experiments: dict[tuple[str, str], _Experiment] = {}
+        self._uploads = anyio.CapacityLimiter(UPLOADS_IN_FLIGHT)
+
+    def _state(self, job: Job) -> _Experiment:
+        key = (job.repository, job.experiment_id)
+        state = self._experiments.get(key)
+        if state is None or job.kind == "experiment":
+            state = _Experiment()
+            if job.kind == "experiment":
+                state.record = job.experiment
+            else:
+                state.code_landed.set()  # landed earlier, or in another process
+            self._experiments[key] = state
+        return state
+
+    async def run(self, job: Job) -> None:
+        """Land ``job``, retrying transient trouble; report the outcome through the callbacks."""
+        state = self._state(job)  # before any await: experiment jobs register first
+        spool = self._spool_for(job)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                landed = await self._attempt(job, state)
+            except JobFailed as exc:
+                failure = exc
+            except CorruptedArchive as exc:
+                failure = JobFailed(str(exc), permanent=True)
+            except TransientStorageError as exc:
+                failure = JobFailed(f"storage unavailable: {exc}", permanent=False)
+            except (StorageError, DoesNotExist) as exc:
+                failure = JobFailed(str(exc), permanent=True)
+            except OSError as exc:
+                failure = JobFailed(f"reading the spool failed: {exc}", permanent=False)
+            else:
+                await anyio.to_thread.run_sync(spool.remove, job)
+                self._on_landed(landed)
+                return
+            error = JobError(str(failure), failure.permanent, attempt, time.time())
+            await anyio.to_thread.run_sync(spool.record_error, job, error)
+            if failure.permanent or attempt >= self._job_attempts:
+                if job.kind == "experiment":
+                    state.code_error = str(failure)
+                    state.code_landed.set()
+                self._on_failed(job, failure)
+                return
+            delay = min(JOB_BACKOFF_MAX, 2.0 ** (attempt - 1))
+            log.info("%s failed (%s); retrying in %.1f s", job.label, failure, delay)
+            await anyio.sleep(random.uniform(delay / 2, delay))
+
+    async def _attempt(self, job: Job, state: _Experiment) -> Landed:
+        repository = await self._pool.get(job.repository)
+        size, digest = 0, ""
+        if job.kind == "experiment":
+            await repository.check_version(create=True)
+            if job.files:
+                size, digest = await self._upload(job, "experiments", job.experiment_id)
+            assert state.record is not None
+            try:  # a retried job may find its JSON written already, maybe with checkpoints
+                existing = await repository.load_experiment(job.experiment_id)
+                state.record = state.record.with_checkpoints(existing.checkpoints)
+            except DoesNotExist:
+                pass
+            # data before metadata: the JSON is the commit point
+            await self._commit(job, state, None)
+            state.code_error = None
+            state.code_landed.set()
+        else:
+            assert job.checkpoint is not None
+            if job.files:
+                size, digest = await self._upload(job, "checkpoints", job.checkpoint.id)
+            await state.code_landed.wait()
+            if state.code_error is not None:
+                raise JobFailed(
+                    f"the experiment's own upload failed: {state.code_error}", permanent=False
+                )
+            await self._commit(job, state, job.checkpoint)
+        return Landed(job, size, digest)
+
+    async def _upload(self, job: Job, kind: ArchiveKind, id: str) -> tuple[int, str]:
+        spool = self._spool_for(job)
+        damage = await anyio.to_thread.run_sync(spool.verify_snapshot, job)
+        if damage is not None:
+            raise JobFailed(damage, permanent=True)
+        files = [(job.files_dir / rel, rel) for rel in sorted(job.files)]
+        packer = Packer(files, id)
+        digest = hashlib.sha256()
+
+        def next_chunk() -> bytes:
+            chunk = packer.read()
+            digest.update(chunk)  # hashing is CPU work too: done in the worker thread
+            return chunk
+
+        async def chunks() -> AsyncIterator[bytes]:
+            while chunk := await anyio.to_thread.run_sync(next_chunk):
+                yield chunk
+
+        repository = await self._pool.get(job.repository)
+        async with self._uploads:
+            sent = await repository.upload_archive(kind, id, chunks())
+        stored = await repository.archive_size(kind, id)
+        if stored != sent:  # verified before commit
+            raise JobFailed(
+                f"{kind}/{id}.tar.gz holds {stored} bytes after sending {sent}", permanent=False
+            )
+        return sent, digest.hexdigest()
+
+    async def _commit(
+        self, job: Job, state: _Experiment, checkpoint: CheckpointRecord | None
+    ) -> None:
+        """Write the experiment JSON with every landed checkpoint; concurrent commits coalesce."""
+        if checkpoint is not None:
+            state.pending.append(checkpoint)
+        async with state.lock:
+            if checkpoint is not None and checkpoint.id in state.committed:
+                return  # an earlier holder of the lock wrote it along with its own
+            repository = await self._pool.get(job.repository)
+            if state.record is None:
+                try:
+                    state.record = await repository.load_experiment(job.experiment_id)
+                except DoesNotExist:
+                    raise JobFailed(
+                        f"experiment {job.experiment_id[:7]} has no metadata in "
+                        f"{job.repository}: it was deleted, or its own upload never ran",
+                        permanent=True,
+                    ) from None
+            batch = list(state.pending)
+            known = {c.id: c for c in state.record.checkpoints}
+            for c in batch:
+                known[c.id] = c
+            ordered = sorted(known.values(), key=lambda c: c.created)
+            record = state.record.with_checkpoints(ordered)
+            await repository.save_experiment(record)
+            state.record = record
+            state.committed.update(c.id for c in batch)
+            state.pending = [c for c in state.pending if c.id not in state.committed]

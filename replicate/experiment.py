@@ -1,0 +1,427 @@
+"""Experiment: the training script's handle (sync) on a running experiment."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from replicate import archive, console
+from replicate.config import Config
+from replicate.daemon import Daemon
+from replicate.daemon.jobs import Job
+from replicate.daemon.spool import Spool
+from replicate.daemon.worker import JobFailed, Landed
+from replicate.errors import UploadFailed, ValidationError
+from replicate.ids import random_id, short_id
+from replicate.records import (
+    CheckpointRecord,
+    ExperimentRecord,
+    PrimaryMetric,
+    normalize_goal,
+    now,
+    to_json_value,
+)
+
+#: Default spool budget; ``REPLICATE_SPOOL_MAX_BYTES`` overrides it.
+DEFAULT_SPOOL_MAX_BYTES = 16 * 1024**3
+
+
+def spool_budget() -> int:
+    value = os.environ.get("REPLICATE_SPOOL_MAX_BYTES", "").strip()
+    if not value:
+        return DEFAULT_SPOOL_MAX_BYTES
+    try:
+        return int(value)
+    except ValueError:
+        raise ValidationError(
+            f"REPLICATE_SPOOL_MAX_BYTES={value!r} is not a number of bytes: set it to e.g. 8589934592"
+        ) from None
+
+
+class Checkpoint:
+    """A checkpoint created in this process; its upload goes on in the background."""
+
+    def __init__(self, record: CheckpointRecord, future: Future[Landed]) -> None:
+        self.record = record
+        self._future = future
+
+    id = property(lambda self: self.record.id)
+    short_id = property(lambda self: short_id(self.record.id))
+    step = property(lambda self: self.record.step)
+    metrics = property(lambda self: self.record.metrics)
+    path = property(lambda self: self.record.path)
+    created = property(lambda self: self.record.created)
+    primary_metric = property(lambda self: self.record.primary_metric)
+
+    def done(self) -> bool:
+        """True once the checkpoint landed in the repository, or failed to."""
+        return self._future.done()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until it landed (True) or ``timeout`` passed (False); UploadFailed if it failed."""
+        try:
+            self._future.result(timeout=timeout)
+        except TimeoutError:
+            return False
+        except JobFailed as exc:
+            raise UploadFailed(
+                f"checkpoint {self.short_id} did not upload: {exc}", {self.id: str(exc)}
+            ) from exc
+        return True
+
+    @property
+    def error(self) -> str | None:
+        """Why the upload failed, if it did."""
+        if not self._future.done():
+            return None
+        exc = self._future.exception()
+        return None if exc is None else str(exc)
+
+    def __repr__(self) -> str:
+        state = (
+            "landed" if self.done() and not self.error else "failed" if self.error else "pending"
+        )
+        return f"<Checkpoint {self.short_id} step={self.step} {state}>"
+
+
+def _failed_future(error: str) -> Future[Landed]:
+    future: Future[Landed] = Future()
+    future.set_exception(JobFailed(error, permanent=False))
+    return future
+
+
+def validate_metrics(
+    metrics: Mapping[str, Any] | None, primary_metric: Any
+) -> tuple[dict[str, Any], PrimaryMetric | None]:
+    """Check metrics and primary_metric; raise ValidationError naming the problem."""
+    if metrics is not None and not isinstance(metrics, Mapping):
+        raise ValidationError(
+            f"metrics must be a dict of name -> value, got {type(metrics).__name__}"
+        )
+    clean = to_json_value(dict(metrics or {}), where="metrics")
+    if primary_metric is None:
+        return clean, None
+    if not (
+        isinstance(primary_metric, tuple | list)
+        and len(primary_metric) == 2
+        and isinstance(primary_metric[0], str)
+    ):
+        raise ValidationError(
+            f"primary_metric must be a (name, goal) pair like ('loss', 'minimize'), got {primary_metric!r}"
+        )
+    name, goal = primary_metric
+    if name not in clean:
+        raise ValidationError(
+            f"primary_metric {name!r} is not among the metrics {sorted(clean)}: pass it in metrics too"
+        )
+    return clean, PrimaryMetric(name, normalize_goal(goal))
+
+
+@dataclass
+class _Steps:
+    last: int | None = None
+
+    def next(self, step: Any) -> int:
+        if step is None:
+            step = 0 if self.last is None else self.last + 1
+        elif isinstance(step, bool) or not isinstance(step, int):
+            if hasattr(step, "item"):
+                step = step.item()  # numpy / torch scalar
+            if isinstance(step, bool) or not isinstance(step, int):
+                raise ValidationError(f"step must be an integer, got {step!r}")
+        self.last = step
+        return step
+
+
+class Experiment:
+    """A running experiment. Create it with :func:`replicate.init`.
+
+    Usage::
+
+        with replicate.init(path=".", params={"lr": 0.01}) as experiment:
+            for epoch in range(10):
+                torch.save(model, "model.pth")
+                experiment.checkpoint(path="model.pth", step=epoch, metrics={"loss": loss},
+                                      primary_metric=("loss", "minimize"))
+    """
+
+    def __init__(
+        self,
+        record: ExperimentRecord,
+        config: Config,
+        daemon: Daemon,
+        spool: Spool,
+        ignore: archive.Ignore,
+        heartbeat: bool,
+    ) -> None:
+        self.record = record
+        self.config = config
+        self._daemon = daemon
+        self._spool = spool
+        self._ignore = ignore
+        self._heartbeat = heartbeat
+        self._steps = _Steps()
+        self._lock = threading.Lock()
+        self._checkpoints: list[Checkpoint] = []
+        self._futures: list[tuple[str, Future[Landed]]] = []
+        self._stopped = False
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def short_id(self) -> str:
+        return short_id(self.record.id)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.record.params
+
+    @property
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints created by this process, in order."""
+        return list(self._checkpoints)
+
+    def _track(self, label: str, future: Future[Landed]) -> None:
+        with self._lock:
+            self._futures.append((label, future))
+
+    def _check_open(self) -> None:
+        if self._stopped:
+            raise ValidationError(
+                f"experiment {self.short_id} is stopped: call replicate.init() for a new one"
+            )
+
+    def checkpoint(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        primary_metric: tuple[str, str] | None = None,
+        quiet: bool = False,
+    ) -> Checkpoint:
+        """Record a version of the outputs: ``path`` (file or directory) plus metrics.
+
+        Returns once the files are snapshotted and the job is on disk; the upload runs in the
+        background. Raises ValidationError for bad arguments; never raises for storage trouble.
+        """
+        self._check_open()
+        clean, pm = validate_metrics(metrics, primary_metric)
+        project_dir = self.config.project_dir
+        files: list[tuple[Path, str]] = []
+        rel = ""
+        if path is not None:
+            rel = archive.relative_path(project_dir, path)
+            files = archive.collect(project_dir, rel, self._ignore)
+            if not files:
+                raise ValidationError(
+                    f"path {str(path)!r} holds no files: save something there first"
+                )
+        record = CheckpointRecord(
+            id=random_id(),
+            created=now(),
+            metrics=clean,
+            step=self._steps.next(step),
+            path=rel,
+            primary_metric=pm,
+        )
+        if files:
+            incoming = sum(p.stat().st_size for p, _ in files)
+            self._daemon.wait_for_room(
+                self._spool.root, incoming, spool_budget(), self._say_blocked
+            )
+        if not quiet:
+            console.info(
+                f"saving checkpoint {short_id(record.id)} (step {record.step})"
+                + (f" of {rel}" if rel else "")
+            )
+        job_dir = self._spool.new_job_dir()
+        try:
+            # snapshot synchronously so later overwrites of the file don't leak in
+            sizes = archive.snapshot(files, job_dir / "files") if files else {}
+            job = self._job(job_dir, record, sizes)
+            self._spool.commit(job)
+        except OSError as exc:
+            self._spool.discard(job_dir)
+            message = f"could not queue checkpoint {short_id(record.id)} in {self._spool.root}: {exc.strerror or exc}"
+            console.warn(message + " (training goes on; free some disk space)")
+            future = _failed_future(message)
+        else:
+            future = self._daemon.submit(job)
+        self._track(record.id, future)
+        checkpoint = Checkpoint(record, future)
+        self._checkpoints.append(checkpoint)
+        return checkpoint
+
+    def checkpoint_dir(
+        self,
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        primary_metric: tuple[str, str] | None = None,
+        quiet: bool = False,
+    ) -> CheckpointDir:
+        """Hand over a fresh directory; what is written in it becomes the checkpoint, uncopied.
+
+        Usage::
+
+            with experiment.checkpoint_dir(step=epoch, metrics={"loss": loss}) as d:
+                torch.save(model.state_dict(), d / "model.pth")
+
+        An exception inside the block discards the directory and records nothing.
+        """
+        self._check_open()
+        clean, pm = validate_metrics(metrics, primary_metric)
+        return CheckpointDir(self, clean, pm, step, quiet)
+
+    def _job(self, job_dir: Path, record: CheckpointRecord, sizes: dict[str, int]) -> Job:
+        return Job(
+            id=job_dir.name,
+            kind="checkpoint",
+            owner=self._daemon.owner,
+            repository=self.config.repository,
+            experiment_id=self.id,
+            dir=job_dir,
+            checkpoint=record,
+            files=sizes,
+        )
+
+    def _say_blocked(self) -> None:
+        console.once(
+            "backpressure",
+            "checkpointing faster than uploads: the spool is over REPLICATE_SPOOL_MAX_BYTES, "
+            "so training waits for uploads to catch up",
+        )
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every checkpoint so far landed or failed; False on timeout."""
+        with self._lock:
+            futures = [future for _, future in self._futures]
+        return self._daemon.wait(futures, timeout)
+
+    def failures(self) -> dict[str, str]:
+        """Id -> error of every upload of this experiment that failed."""
+        with self._lock:
+            futures = list(self._futures)
+        return {
+            label: str(future.exception())
+            for label, future in futures
+            if future.done() and future.exception() is not None
+        }
+
+    def stop(self, timeout: float | None = None, *, raise_on_error: bool = False) -> None:
+        """Wait for this experiment's uploads, then mark it stopped (deletes its heartbeat).
+
+        Upload failures are reported on stderr (and raised as UploadFailed with
+        ``raise_on_error``); the failed jobs stay queued for ``replicate wait``.
+        """
+        if self._stopped:
+            return
+        finished = self.wait(timeout)
+        self._stopped = True
+        if self._heartbeat:
+            try:
+                self._daemon.stop_heartbeat(self.config.repository, self.id)
+            except Exception as exc:  # noqa: BLE001 - never break training at the very end
+                console.warn(f"could not delete the heartbeat of {self.short_id}: {exc}")
+        failures = self.failures()
+        if not finished:
+            console.warn(
+                f"experiment {self.short_id} stopped with uploads still pending after {timeout} s; "
+                "they go on in the background (`replicate wait` finishes them if this process ends)"
+            )
+        if failures:
+            message = (
+                f"{len(failures)} upload(s) of experiment {self.short_id} failed and stay queued: "
+                "run `replicate queue` to see why and `replicate wait` to retry"
+            )
+            console.warn(message)
+            if raise_on_error:
+                raise UploadFailed(message, failures)
+
+    def is_running(self) -> bool:
+        return not self._stopped
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.short_id} params={self.params!r}>"
+
+
+class CheckpointDir:
+    """The context manager of :meth:`Experiment.checkpoint_dir`; ``.checkpoint`` after the block."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        metrics: dict[str, Any],
+        primary_metric: PrimaryMetric | None,
+        step: int | None,
+        quiet: bool,
+    ) -> None:
+        self._experiment = experiment
+        self._metrics = metrics
+        self._primary_metric = primary_metric
+        self._step = step
+        self._quiet = quiet
+        self._job_dir: Path | None = None
+        self.checkpoint: Checkpoint | None = None
+
+    def __enter__(self) -> Path:
+        experiment = self._experiment
+        experiment._daemon.wait_for_room(
+            experiment._spool.root, 0, spool_budget(), experiment._say_blocked
+        )
+        self._job_dir = experiment._spool.new_job_dir()
+        files_dir = self._job_dir / "files"
+        files_dir.mkdir()
+        return files_dir
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._job_dir is not None
+        experiment = self._experiment
+        if exc_type is not None:
+            experiment._spool.discard(self._job_dir)
+            return
+        files_dir = self._job_dir / "files"
+        sizes = {
+            p.relative_to(files_dir).as_posix(): p.stat().st_size
+            for p in sorted(files_dir.rglob("*"))
+            if p.is_file()
+        }
+        record = CheckpointRecord(
+            id=random_id(),
+            created=now(),
+            metrics=self._metrics,
+            step=experiment._steps.next(self._step),
+            path="." if sizes else "",
+            primary_metric=self._primary_metric,
+        )
+        if not self._quiet:
+            console.info(f"saving checkpoint {short_id(record.id)} (step {record.step})")
+        job = experiment._job(self._job_dir, record, sizes)
+        experiment._spool.commit(job)
+        future = experiment._daemon.submit(job)
+        experiment._track(record.id, future)
+        self.checkpoint = Checkpoint(record, future)
+        experiment._checkpoints.append(self.checkpoint)

@@ -1,0 +1,226 @@
+"""Repository: the key layout and format version over one Storage (async, no threads)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import Literal
+
+import anyio
+
+from replicate.errors import (
+    AmbiguousID,
+    CorruptedMetadata,
+    DoesNotExist,
+    IncompatibleRepository,
+    ObjectNotFound,
+    ReplicateError,
+)
+from replicate.ids import short_id
+from replicate.records import (
+    CheckpointRecord,
+    ExperimentRecord,
+    HeartbeatRecord,
+    decode_experiment,
+    decode_heartbeat,
+    encode_experiment,
+    encode_heartbeat,
+)
+from replicate.storage import Storage
+
+FORMAT_VERSION = 1
+#: Concurrent metadata reads when listing a repository.
+READ_CONCURRENCY = 64
+
+ArchiveKind = Literal["experiments", "checkpoints"]
+
+VERSION_KEY = "repository.json"
+EXPERIMENTS_PREFIX = "metadata/experiments/"
+HEARTBEATS_PREFIX = "metadata/heartbeats/"
+
+
+def experiment_key(id: str) -> str:
+    return f"{EXPERIMENTS_PREFIX}{id}.json"
+
+
+def heartbeat_key(id: str) -> str:
+    return f"{HEARTBEATS_PREFIX}{id}.json"
+
+
+def archive_key(kind: ArchiveKind, id: str) -> str:
+    return f"{kind}/{id}.tar.gz"
+
+
+def _ids_in(keys: list[str], prefix: str) -> list[str]:
+    return sorted(
+        key[len(prefix) : -len(".json")]
+        for key in keys
+        if key.startswith(prefix) and key.endswith(".json") and "/" not in key[len(prefix) :]
+    )
+
+
+class Repository:
+    """The repository format (SPEC §1) over a Storage opened by the caller."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.url = storage.url
+        self._version_checked = False
+
+    # ---- format version ------------------------------------------------------------------
+
+    async def check_version(self, *, create: bool = False) -> None:
+        """Refuse a repository newer than this version; with ``create``, mark a new one."""
+        if self._version_checked:
+            return
+        try:
+            data = await self.storage.read(VERSION_KEY)
+        except ObjectNotFound:
+            if create:
+                await self.storage.write(VERSION_KEY, json.dumps({"version": 1}).encode())
+                self._version_checked = True
+            return
+        try:
+            version = json.loads(data)["version"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptedMetadata(VERSION_KEY, f"no version number ({exc})") from exc
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise IncompatibleRepository(
+                f"the repository at {self.url} has format version {version}, but this replicate "
+                f"reads version {FORMAT_VERSION}: upgrade replicate (pip install -U replicate)"
+            )
+        self._version_checked = True
+
+    # ---- experiments ---------------------------------------------------------------------
+
+    async def save_experiment(self, record: ExperimentRecord) -> None:
+        await self.storage.write(experiment_key(record.id), encode_experiment(record))
+
+    async def load_experiment(self, id: str) -> ExperimentRecord:
+        """Load one experiment by its full id; DoesNotExist if absent."""
+        key = experiment_key(id)
+        try:
+            data = await self.storage.read(key)
+        except ObjectNotFound:
+            raise DoesNotExist(f"no experiment {short_id(id)} in {self.url}") from None
+        return decode_experiment(data, key)
+
+    async def experiment_ids(self) -> list[str]:
+        return _ids_in(await self.storage.list(EXPERIMENTS_PREFIX), EXPERIMENTS_PREFIX)
+
+    async def list_experiments(
+        self, on_corrupt: Callable[[ReplicateError], None] | None = None
+    ) -> list[ExperimentRecord]:
+        """Load every experiment concurrently, oldest first.
+
+        Unreadable ones are passed to ``on_corrupt`` and skipped; without it they raise.
+        """
+        ids = await self.experiment_ids()
+        results: dict[str, ExperimentRecord] = {}
+        limiter = anyio.CapacityLimiter(READ_CONCURRENCY)
+
+        async def load(id: str) -> None:
+            async with limiter:
+                try:
+                    results[id] = await self.load_experiment(id)
+                except DoesNotExist:
+                    pass  # deleted while we listed
+                except CorruptedMetadata as exc:
+                    if on_corrupt is None:
+                        raise
+                    on_corrupt(exc)
+
+        async with anyio.create_task_group() as tg:
+            for id in ids:
+                tg.start_soon(load, id)
+        return sorted(results.values(), key=lambda r: r.created)
+
+    async def delete_experiment(self, record: ExperimentRecord) -> None:
+        """Delete an experiment, its heartbeat and every archive it owns (data after metadata)."""
+        await self.storage.delete(experiment_key(record.id))
+        await self.storage.delete(heartbeat_key(record.id))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.storage.delete, archive_key("experiments", record.id))
+            for checkpoint in record.checkpoints:
+                tg.start_soon(self.storage.delete, archive_key("checkpoints", checkpoint.id))
+
+    # ---- id prefixes ---------------------------------------------------------------------
+
+    async def resolve(self, prefix: str) -> tuple[ExperimentRecord, CheckpointRecord | None]:
+        """Find the experiment, or the checkpoint and its experiment, that ``prefix`` names."""
+        prefix = prefix.strip().lower()
+        if not prefix:
+            raise DoesNotExist("an empty id matches nothing: pass an experiment or checkpoint id")
+        ids = await self.experiment_ids()
+        # An exact or prefix match of an experiment needs no other reads.
+        matches: list[tuple[ExperimentRecord, CheckpointRecord | None]] = []
+        experiment_matches = [id for id in ids if id.startswith(prefix)]
+        if len(experiment_matches) == 1 and len(prefix) == 64:
+            return await self.load_experiment(experiment_matches[0]), None
+        for record in await self.list_experiments(on_corrupt=lambda exc: None):
+            if record.id.startswith(prefix):
+                matches.append((record, None))
+            matches.extend((record, c) for c in record.checkpoints if c.id.startswith(prefix))
+        if not matches:
+            raise DoesNotExist(
+                f"no experiment or checkpoint matches {prefix!r} in {self.url}: "
+                "run `replicate ls` to see the ids"
+            )
+        if len(matches) > 1:
+            names = ", ".join(
+                f"checkpoint {c.id[:12]} of experiment {short_id(e.id)}"
+                if c
+                else f"experiment {e.id[:12]}"
+                for e, c in matches[:10]
+            )
+            raise AmbiguousID(f"{prefix!r} is ambiguous, it matches: {names}; use a longer prefix")
+        return matches[0]
+
+    # ---- heartbeats ----------------------------------------------------------------------
+
+    async def write_heartbeat(self, record: HeartbeatRecord) -> None:
+        await self.storage.write(heartbeat_key(record.experiment_id), encode_heartbeat(record))
+
+    async def read_heartbeat(self, experiment_id: str) -> HeartbeatRecord | None:
+        key = heartbeat_key(experiment_id)
+        try:
+            return decode_heartbeat(await self.storage.read(key), key)
+        except (ObjectNotFound, CorruptedMetadata):
+            return None
+
+    async def heartbeats(self) -> dict[str, HeartbeatRecord]:
+        """Every heartbeat in the repository, read concurrently, by experiment id."""
+        ids = _ids_in(await self.storage.list(HEARTBEATS_PREFIX), HEARTBEATS_PREFIX)
+        found: dict[str, HeartbeatRecord] = {}
+        limiter = anyio.CapacityLimiter(READ_CONCURRENCY)
+
+        async def load(id: str) -> None:
+            async with limiter:
+                beat = await self.read_heartbeat(id)
+                if beat is not None:
+                    found[id] = beat
+
+        async with anyio.create_task_group() as tg:
+            for id in ids:
+                tg.start_soon(load, id)
+        return found
+
+    async def delete_heartbeat(self, experiment_id: str) -> None:
+        await self.storage.delete(heartbeat_key(experiment_id))
+
+    # ---- archives ------------------------------------------------------------------------
+
+    async def upload_archive(self, kind: ArchiveKind, id: str, source: AsyncIterable[bytes]) -> int:
+        return await self.storage.upload(archive_key(kind, id), source)
+
+    async def archive_size(self, kind: ArchiveKind, id: str) -> int:
+        return await self.storage.size(archive_key(kind, id))
+
+    async def has_archive(self, kind: ArchiveKind, id: str) -> bool:
+        return await self.storage.exists(archive_key(kind, id))
+
+    def stream_archive(self, kind: ArchiveKind, id: str) -> AsyncIterator[bytes]:
+        return self.storage.stream(archive_key(kind, id))
+
+    async def delete_archive(self, kind: ArchiveKind, id: str) -> None:
+        await self.storage.delete(archive_key(kind, id))
