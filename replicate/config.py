@@ -1,0 +1,169 @@
+"""Find and read ``replicate.yaml`` and turn the repository setting into an absolute URL.
+
+The config file is looked for in the working directory and then in each parent; the directory
+holding it is the **project directory**. ``keepsake.yaml`` is read too. The repository comes
+from, in order: an explicit argument, ``REPLICATE_REPOSITORY``, the file. With no file anywhere
+the embedded default is a local repository in ``.replicate/storage`` under the working directory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from replicate import console
+from replicate.errors import ConfigError
+
+CONFIG_NAMES = ("replicate.yaml", "replicate.yml", "keepsake.yaml", "keepsake.yml")
+DEFAULT_REPOSITORY = "file://.replicate/storage"
+ENV_REPOSITORY = "REPLICATE_REPOSITORY"
+
+_KEYS = ("repository", "storage")
+_ACCEPTED = "s3://bucket/prefix, gs://bucket/prefix or file://path (a plain path works too)"
+_EXAMPLE = "`repository: s3://bucket/prefix` (or gs://bucket/prefix, file://path)"
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Where the repository is and which directory is the project."""
+
+    #: Absolute URL: ``file:///abs/path``, ``s3://bucket/prefix`` or ``gs://bucket/prefix``.
+    repository: str
+    #: The directory holding the config file; the working directory for the embedded default.
+    project_dir: Path
+    #: The config file that was read; None when the embedded default is used.
+    config_file: Path | None
+
+    @property
+    def spool_dir(self) -> Path:
+        """The durable upload queue: ``<project_dir>/.replicate/spool``."""
+        return self.project_dir / ".replicate" / "spool"
+
+
+def find_config_file(start: Path) -> Path | None:
+    """Return the first config file in ``start`` or one of its parents, or None."""
+    start = Path(os.path.abspath(start))
+    for directory in (start, *start.parents):
+        for name in CONFIG_NAMES:
+            candidate = directory / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _in_dir(directory: Path) -> Path | None:
+    return next((directory / n for n in CONFIG_NAMES if (directory / n).is_file()), None)
+
+
+def load_config(
+    cwd: Path | None = None, *, repository: str | None = None, project_dir: Path | None = None
+) -> Config:
+    """Build the Config for ``cwd`` (default: the working directory).
+
+    ``repository`` beats ``$REPLICATE_REPOSITORY``, which beats the config file. With
+    ``project_dir`` the config file is looked for there only, not in its parents.
+    """
+    cwd = Path(os.path.abspath(cwd if cwd is not None else Path.cwd()))
+    if project_dir is not None:
+        project_dir = Path(os.path.abspath(cwd / project_dir))
+        config_file, searched = _in_dir(project_dir), str(project_dir)
+    else:
+        config_file, searched = find_config_file(cwd), f"{cwd} or its parents"
+        project_dir = config_file.parent if config_file is not None else cwd
+    env = os.environ.get(ENV_REPOSITORY) or None
+    override = repository or env
+    from_file = _read_config_file(config_file, required=not override) if config_file else None
+    source = "" if repository else f"${ENV_REPOSITORY}: " if env else f"{config_file}: "
+    url = override or from_file
+    if url is None:
+        source = ""
+        url = DEFAULT_REPOSITORY
+        console.once(
+            "default-repository",
+            f"no replicate.yaml found in {searched}; using the local repository "
+            ".replicate/storage there (create replicate.yaml with "
+            "`repository: s3://bucket/prefix` to change it)",
+            warning=False,
+        )
+    try:
+        return Config(normalize_repository_url(url, project_dir), project_dir, config_file)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}{exc}") from exc
+
+
+def _read_config_file(path: Path, *, required: bool) -> str | None:
+    """Return the repository URL set in ``path`` (None if unset and not ``required``)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc}; check that it is a readable text file"
+        ) from exc
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(
+            f"{path} is not valid YAML{where} ({problem}); fix it to read like {_EXAMPLE}"
+        ) from exc
+    if data is None:
+        if required:
+            raise ConfigError(f"{path} is empty; add {_EXAMPLE}")
+        return None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} should be a mapping of keys to values; write {_EXAMPLE}")
+    for key in data:
+        if key not in _KEYS:
+            raise ConfigError(
+                f"{path}: unknown key {key!r}; the allowed keys are 'repository' "
+                "(and its old name 'storage'): remove or rename it"
+            )
+    if "repository" in data and "storage" in data:
+        raise ConfigError(
+            f"{path} sets both 'repository' and 'storage' (an old name for it); "
+            "keep only 'repository'"
+        )
+    value = data.get("repository", data.get("storage"))
+    if value is None:
+        if required:
+            raise ConfigError(f"{path} does not say where the repository is; add {_EXAMPLE}")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: 'repository' should be a URL string; write {_EXAMPLE}")
+    return value
+
+
+def normalize_repository_url(url: str, base: Path) -> str:
+    """Return the absolute form of a repository URL; relative paths are relative to ``base``."""
+    url = url.strip()
+    if not url:
+        raise ConfigError(f"the repository URL is empty; use {_ACCEPTED}")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        if re.match(r"(?i)(s3|gs|gcs|file):", url):
+            raise ConfigError(f"malformed repository URL {url!r}; use {_ACCEPTED}")
+        scheme, rest = "file", url
+    scheme = scheme.lower()
+    if scheme == "file":
+        if not rest:
+            raise ConfigError(f"the repository URL {url!r} has no path; use {_ACCEPTED}")
+        path = Path(os.path.expanduser(rest))
+        return "file://" + os.path.normpath(path if path.is_absolute() else base / path)
+    if scheme in ("s3", "gs"):
+        bucket, _, prefix = rest.partition("/")
+        if not _BUCKET.fullmatch(bucket):
+            raise ConfigError(
+                f"the repository URL {url!r} has no valid bucket name; "
+                f"write it as {scheme}://bucket/prefix"
+            )
+        prefix = "/".join(part for part in prefix.split("/") if part)
+        return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
+    raise ConfigError(f"unknown repository URL scheme {scheme!r} in {url!r}; use {_ACCEPTED}")
