@@ -46,7 +46,7 @@ class Ignore:
     def __init__(self, project_dir: Path, extra_dirs: Iterable[Path] = ()) -> None:
         self.project_dir = project_dir
         self.extra_dirs = {p.resolve() for p in extra_dirs}
-        self.spec: pathspec.PathSpec | None = None
+        self.spec: pathspec.GitIgnoreSpec | None = None
         for name in IGNORE_FILES:
             ignore_file = project_dir / name
             if ignore_file.is_file():

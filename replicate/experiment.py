@@ -135,8 +135,8 @@ class _Steps:
                 step = step.item()  # numpy / torch scalar
             if isinstance(step, bool) or not isinstance(step, int):
                 raise ValidationError(f"step must be an integer, got {step!r}")
-        self.last = step
-        return step
+        self.last = int(step)
+        return self.last
 
 
 class Experiment:

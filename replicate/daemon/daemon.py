@@ -122,7 +122,7 @@ class Daemon:
 
     def pending_bytes(self, root: Path | None = None) -> int:
         with self._cond:
-            return sum(j.bytes for j in self._pending.values() if root is None or _root(j) == root)
+            return sum(j.size for j in self._pending.values() if root is None or _root(j) == root)
 
     def wait_for_room(
         self, root: Path, incoming: int, budget: int, on_block: Callable[[], None]
@@ -135,7 +135,7 @@ class Daemon:
             self._cond.wait_for(lambda: self._fits(root, incoming, budget))
 
     def _fits(self, root: Path, incoming: int, budget: int) -> bool:
-        queued = sum(j.bytes for j in self._pending.values() if _root(j) == root)
+        queued = sum(j.size for j in self._pending.values() if _root(j) == root)
         return queued == 0 or queued + incoming <= budget
 
     def wait(self, futures: list[Future[Landed]], timeout: float | None) -> bool:
@@ -223,7 +223,7 @@ class Daemon:
                 said_at is None or elapsed - said_at >= PROGRESS_EVERY
             ):
                 said_at = elapsed
-                megabytes = sum(j.bytes for j in pending) / 1e6
+                megabytes = sum(j.size for j in pending) / 1e6
                 console.info(
                     f"your program has ended, but replicate is still saving {len(pending)} "
                     f"checkpoint(s), {megabytes:.1f} MB left… Ctrl-C to leave them for "

@@ -38,7 +38,7 @@ class Job:
         return self.dir / "files"
 
     @property
-    def bytes(self) -> int:
+    def size(self) -> int:
         return sum(self.files.values())
 
     @property

@@ -1,0 +1,5 @@
+"""`python -m replicate` runs the CLI."""
+
+from replicate.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""The ``replicate`` command: one module per subcommand, errors mapped to exit codes here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from replicate import __version__
+from replicate.errors import ReplicateError
+
+
+class ReplicateGroup(click.Group):
+    """A click group that turns ReplicateError into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ReplicateError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=ReplicateGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="replicate")
+def cli() -> None:
+    """Version machine learning experiments and models.
+
+    Reads the repository named in replicate.yaml (walking up from here), or the one given
+    with -R/--repository on any command.
+    """
+
+
+def _register() -> None:
+    from replicate.cli import queue, wait
+
+    for module in (queue, wait):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main() -> None:
+    cli()
