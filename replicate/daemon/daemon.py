@@ -6,6 +6,7 @@ records, paths) cross; storage clients never leave the loop that opened them.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import os
 import threading
@@ -20,6 +21,7 @@ import anyio
 from anyio.from_thread import BlockingPortal
 
 from replicate import console
+from replicate.daemon.executor import LoopExecutor
 from replicate.daemon.heartbeat import Heartbeats
 from replicate.daemon.jobs import Job
 from replicate.daemon.pool import RepositoryPool
@@ -172,6 +174,7 @@ class Daemon:
             self._closed = True
 
     async def _main(self, ready: Future[BlockingPortal]) -> None:
+        asyncio.get_running_loop().set_default_executor(LoopExecutor())
         async with AsyncExitStack() as stack:
             self._pool = RepositoryPool(stack)
             self._heartbeats = Heartbeats(self._pool)

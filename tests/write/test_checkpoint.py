@@ -1,0 +1,173 @@
+"""The write path end to end, in-process, on disk, S3 and GCS."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from write import helpers
+
+import replicate
+from replicate.errors import ValidationError
+
+
+def make_project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text("print('training')\n")
+    (project / "data").mkdir()
+    (project / "data" / "labels.csv").write_text("a,b\n")
+    return project
+
+
+class TestCheckpointsLand:
+    def test_each_checkpoint_holds_its_own_bytes(self, repo_url: str, tmp_path: Path) -> None:
+        """Files overwritten right after checkpoint() returns are stored as they were at the call."""
+        project = make_project(tmp_path)
+        experiment = replicate.init(
+            path=".", params={"lr": 0.1}, repository=repo_url, project_dir=project
+        )
+        ids = []
+        for step in range(4):
+            (project / "model.pth").write_bytes(f"weights at step {step}\n".encode() * 1000)
+            checkpoint = experiment.checkpoint(
+                path="model.pth",
+                step=step,
+                metrics={"loss": 1 / (step + 1), "nan": math.nan},
+                primary_metric=("loss", "minimize"),
+            )
+            (project / "model.pth").write_bytes(b"overwritten")
+            ids.append(checkpoint.id)
+        experiment.stop()
+
+        record = helpers.experiment(repo_url, experiment.id)
+        assert [c.id for c in record.checkpoints] == ids
+        assert [c.step for c in record.checkpoints] == [0, 1, 2, 3]
+        assert math.isnan(record.checkpoints[0].metrics["nan"])
+        assert record.best() is not None and record.best().step == 3  # type: ignore[union-attr]
+        for step, id in enumerate(ids):
+            members = helpers.tar_members(repo_url, "checkpoints", id)
+            assert members == {f"{id}/model.pth": f"weights at step {step}\n".encode() * 1000}
+        code = helpers.tar_members(repo_url, "experiments", experiment.id)
+        assert sorted(code) == sorted(
+            f"{experiment.id}/{p}" for p in ("train.py", "data/labels.csv")
+        )
+        assert not helpers.heartbeat_exists(repo_url, experiment.id)
+        assert json.loads(helpers.read(repo_url, "repository.json")) == {"version": 1}
+        assert not list((project / ".replicate" / "spool" / "jobs").iterdir())
+
+    def test_experiment_json_has_keepsake_layout(self, repo_url: str, tmp_path: Path) -> None:
+        """The experiment JSON has Keepsake's keys in Keepsake's order."""
+        project = make_project(tmp_path)
+        with replicate.init(params={"x": 1}, repository=repo_url, project_dir=project) as exp:
+            exp.checkpoint(metrics={"loss": 0.5}, primary_metric=("loss", "MINIMIZE"))
+        raw = json.loads(helpers.read(repo_url, f"metadata/experiments/{exp.id}.json"))
+        assert list(raw) == [
+            "id", "created", "params", "host", "user", "config", "command", "path",
+            "python_version", "python_packages", "checkpoints", "replicate_version",
+        ]  # fmt: skip
+        assert list(raw["checkpoints"][0]) == [
+            "id", "created", "metrics", "step", "path", "primary_metric",
+        ]  # fmt: skip
+        assert raw["checkpoints"][0]["primary_metric"] == {"name": "loss", "goal": "minimize"}
+        assert raw["path"] == ""
+        assert raw["config"]["repository"] == repo_url
+        assert raw["created"].endswith("Z")
+
+    def test_checkpoint_dir_hands_over_without_copy(self, repo_url: str, tmp_path: Path) -> None:
+        """What is written into checkpoint_dir() becomes the checkpoint; an exception discards it."""
+        project = make_project(tmp_path)
+        experiment = replicate.init(repository=repo_url, project_dir=project)
+        with experiment.checkpoint_dir(metrics={"loss": 1.0}) as directory:
+            (directory / "model.pth").write_bytes(b"zero-copy weights")
+            (directory / "sub").mkdir()
+            (directory / "sub" / "opt.pt").write_bytes(b"optimizer")
+        with pytest.raises(RuntimeError), experiment.checkpoint_dir() as directory:
+            (directory / "model.pth").write_bytes(b"half written")
+            raise RuntimeError("save failed")
+        experiment.stop()
+        record = helpers.experiment(repo_url, experiment.id)
+        assert len(record.checkpoints) == 1
+        checkpoint = record.checkpoints[0]
+        assert helpers.tar_members(repo_url, "checkpoints", checkpoint.id) == {
+            f"{checkpoint.id}/model.pth": b"zero-copy weights",
+            f"{checkpoint.id}/sub/opt.pt": b"optimizer",
+        }
+
+    def test_steps_auto_increment(self, tmp_path: Path) -> None:
+        """Steps count up from the last one when omitted."""
+        project = make_project(tmp_path)
+        with replicate.init(repository=(tmp_path / "r").as_uri(), project_dir=project) as exp:
+            steps = [exp.checkpoint(quiet=True).step for _ in range(3)]
+            steps.append(exp.checkpoint(step=10, quiet=True).step)
+            steps.append(exp.checkpoint(quiet=True).step)
+        assert steps == [0, 1, 2, 10, 11]
+
+    def test_default_repository_is_not_in_the_code_snapshot(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With no replicate.yaml, the local repository in the project is not tarred into itself."""
+        project = make_project(tmp_path)
+        monkeypatch.chdir(project)
+        first = replicate.init(path=".")
+        first.stop()
+        second = replicate.init(path=".")
+        second.stop()
+        url = (project / ".replicate" / "storage").as_uri()
+        members = helpers.tar_members(url, "experiments", second.id)
+        assert all(".replicate" not in name for name in members)
+        assert f"{second.id}/train.py" in members
+
+    def test_replicateignore_is_honoured(self, tmp_path: Path) -> None:
+        """Paths matched by .replicateignore stay out of the code snapshot."""
+        project = make_project(tmp_path)
+        (project / ".replicateignore").write_text("data/\n*.log\n")
+        (project / "run.log").write_text("noise")
+        with replicate.init(
+            path=".", repository=(tmp_path / "r").as_uri(), project_dir=project
+        ) as e:
+            pass
+        members = helpers.tar_members((tmp_path / "r").as_uri(), "experiments", e.id)
+        assert sorted(members) == [f"{e.id}/.replicateignore", f"{e.id}/train.py"]
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("kwargs", "needle"),
+        [
+            ({"metrics": {"loss": object()}}, "metrics['loss']"),
+            ({"metrics": {"loss": 1}, "primary_metric": ("loss", "up")}, "maximize"),
+            ({"metrics": {"loss": 1}, "primary_metric": ("acc", "maximize")}, "'acc'"),
+            ({"path": "../outside.pth"}, "outside the project"),
+            ({"path": "missing.pth"}, "matches nothing"),
+            ({"step": "three"}, "step must be an integer"),
+        ],
+    )
+    def test_programming_errors_raise_and_queue_nothing(
+        self, tmp_path: Path, kwargs: dict[str, object], needle: str
+    ) -> None:
+        """Bad arguments raise one clear ValidationError and leave no job behind."""
+        project = make_project(tmp_path)
+        (tmp_path / "outside.pth").write_text("x")
+        experiment = replicate.init(repository=(tmp_path / "r").as_uri(), project_dir=project)
+        with pytest.raises(ValidationError) as info:
+            experiment.checkpoint(**kwargs)  # type: ignore[arg-type]
+        assert needle in str(info.value)
+        assert "\n" not in str(info.value)
+        experiment.stop()
+        assert helpers.experiment((tmp_path / "r").as_uri(), experiment.id).checkpoints == ()
+
+    def test_init_with_bad_params_leaves_nothing(self, tmp_path: Path) -> None:
+        """A failed init() writes nothing to the repository or the spool."""
+        project = make_project(tmp_path)
+        with pytest.raises(ValidationError, match=r"params\['f'\]"):
+            replicate.init(
+                params={"f": {1, 2}}, repository=(tmp_path / "r").as_uri(), project_dir=project
+            )
+        with pytest.raises(ValidationError, match="matches nothing"):
+            replicate.init(path="nope", repository=(tmp_path / "r").as_uri(), project_dir=project)
+        assert not (tmp_path / "r" / "metadata").exists()
+        jobs = project / ".replicate" / "spool" / "jobs"
+        assert not jobs.exists() or not list(jobs.iterdir())
