@@ -1,0 +1,469 @@
+"""Storage on S3 and S3-compatible stores (SeaweedFS, MinIO, R2) through aiobotocore."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+from urllib.parse import urlparse
+
+import aiohttp
+import anyio
+import botocore.exceptions
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+
+from replicate.errors import (
+    BucketNotFound,
+    ConfigError,
+    ObjectNotFound,
+    StorageError,
+    StoragePermissionError,
+    TransientStorageError,
+)
+from replicate.storage import _common
+from replicate.storage.base import PART_SIZE, PARTS_IN_FLIGHT, retry
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3.client import S3Client
+    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+
+__all__ = ["S3Storage", "map_s3_errors"]
+
+T = TypeVar("T")
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+_PERMISSION_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "AccountProblem",
+        "403",
+        "401",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+    }
+)
+_TRANSIENT_ERRORS = (
+    botocore.exceptions.ConnectionError,  # EndpointConnectionError, ConnectTimeoutError, ...
+    botocore.exceptions.HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, streaming
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ChecksumError,
+    aiohttp.ClientError,
+    ConnectionError,
+    TimeoutError,  # asyncio.TimeoutError is this class since Python 3.11
+)
+_CREDENTIAL_ERRORS = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.CredentialRetrievalError,
+)
+
+
+@contextlib.contextmanager
+def map_s3_errors(bucket: str, key: str = "", *, bucket_level: bool = False) -> Iterator[None]:
+    """Translate botocore and aiohttp errors into the StorageError hierarchy.
+
+    The one translation point for S3: it classifies by error ``Code`` and HTTP status, never by
+    message text. The original error is kept as ``__cause__``.
+
+    Args:
+        bucket: the bucket, named in messages.
+        key: the full object name, named in messages.
+        bucket_level: the call addresses the bucket itself, so a bare 404 means no bucket.
+    """
+    where = f"s3://{bucket}/{key}"
+    try:
+        yield
+    except botocore.exceptions.ClientError as e:
+        error = e.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code == "NoSuchBucket" or (bucket_level and (status == 404 or code == "404")):
+            raise BucketNotFound(
+                f"bucket {bucket!r} does not exist: create it with `aws s3 mb s3://{bucket}`"
+                " (add --endpoint-url for an S3-compatible store)"
+            ) from e
+        if code in _NOT_FOUND_CODES or status == 404:
+            raise ObjectNotFound(f"no such object: {where}") from e
+        if code in _PERMISSION_CODES or status in (401, 403):
+            raise StoragePermissionError(
+                f"access denied to {where} ({code or status}): check the AWS credentials"
+            ) from e
+        if code in _TRANSIENT_CODES or status in (408, 429) or status >= 500:
+            raise TransientStorageError(f"S3 is unavailable for {where} ({code or status})") from e
+        raise StorageError(f"S3 error on {where}: {code or status}") from e
+    except _CREDENTIAL_ERRORS as e:
+        raise StoragePermissionError(f"no usable AWS credentials for {where}: {e}") from e
+    except _TRANSIENT_ERRORS as e:
+        raise TransientStorageError(f"cannot reach S3 for {where}: {e!r}") from e
+    except botocore.exceptions.BotoCoreError as e:
+        raise StorageError(f"S3 error on {where}: {e}") from e
+
+
+def _endpoint() -> str | None:
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+class S3Storage:
+    """Objects under ``s3://bucket/prefix``; the client opens in ``__aenter__``.
+
+    ``AWS_ENDPOINT_URL_S3`` (then ``AWS_ENDPOINT_URL``) selects an S3-compatible endpoint with
+    path-style addressing. The region comes from ``AWS_REGION``, the AWS config, or the bucket.
+
+    Args:
+        url: ``s3://bucket`` or ``s3://bucket/prefix``.
+        retry_attempts: attempts per operation for transient errors.
+        retry_delay: first backoff delay in seconds; it doubles per attempt, with jitter.
+    """
+
+    def __init__(self, url: str, *, retry_attempts: int = 6, retry_delay: float = 0.2) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ConfigError(f"not an S3 URL: {url!r} (use s3://bucket/prefix)")
+        self.url = url
+        self.bucket = parsed.netloc
+        self.root = parsed.path.strip("/")
+        self._attempts = retry_attempts
+        self._delay = retry_delay
+        self._stack = contextlib.AsyncExitStack()
+        self._client: S3Client | None = None
+        self._bucket_ok = False
+
+    async def __aenter__(self) -> Self:
+        # Opened inside the loop that uses it: aiohttp sessions are loop-bound.
+        session = get_session()
+        endpoint = _endpoint()
+        region = os.environ.get("AWS_REGION") or session.get_config_variable("region")
+        if not region:
+            region = "us-east-1" if endpoint else await self._discover_region()
+        config = AioConfig(
+            region_name=region,
+            signature_version="s3v4",
+            # Few attempts inside botocore: ``retry`` backs off on top of them.
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=120,
+            max_pool_connections=32,
+            s3={"addressing_style": "path"} if endpoint else None,
+        )
+        self._client = await self._stack.enter_async_context(
+            session.create_client("s3", endpoint_url=endpoint, config=config)
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._client = None
+        await self._stack.aclose()
+
+    async def _discover_region(self) -> str:
+        """Ask AWS where the bucket lives (``x-amz-bucket-region``); us-east-1 if it won't say."""
+        config = AioConfig(
+            retries={"total_max_attempts": 2, "mode": "standard"}, connect_timeout=10
+        )
+        async with get_session().create_client("s3", region_name="us-east-1", config=config) as c:
+            try:
+                response: Any = await c.head_bucket(Bucket=self.bucket)
+            except botocore.exceptions.ClientError as e:
+                response = e.response
+            except (botocore.exceptions.BotoCoreError, aiohttp.ClientError, OSError):
+                return "us-east-1"
+        headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        return str(headers.get("x-amz-bucket-region") or "us-east-1")
+
+    @property
+    def client(self) -> S3Client:
+        if self._client is None:
+            raise RuntimeError("S3Storage used outside `async with`")
+        return self._client
+
+    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
+        return await retry(operation, attempts=self._attempts, base_delay=self._delay)
+
+    async def _object_op(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run an object operation; a 404 from a missing bucket becomes BucketNotFound."""
+        try:
+            result = await self._retry(operation)
+        except ObjectNotFound:
+            # HEAD answers a bare 404 for a missing bucket too: check the bucket once.
+            if not self._bucket_ok:
+                with contextlib.suppress(StoragePermissionError, TransientStorageError):
+                    await self._check_bucket()
+            raise
+        self._bucket_ok = True
+        return result
+
+    async def _check_bucket(self) -> None:
+        async def head() -> None:
+            with map_s3_errors(self.bucket, bucket_level=True):
+                await self.client.head_bucket(Bucket=self.bucket)
+
+        await self._retry(head)
+        self._bucket_ok = True
+
+    def _name(self, key: str) -> str:
+        return _common.join(self.root, _common.check_key(key))
+
+    async def read(self, key: str) -> bytes:
+        """Return the whole object. Raises ObjectNotFound if absent."""
+        name = self._name(key)
+
+        async def get() -> bytes:
+            with map_s3_errors(self.bucket, name):
+                response = await self.client.get_object(Bucket=self.bucket, Key=name)
+                async with response["Body"] as body:
+                    return await body.read()
+
+        return await self._object_op(get)
+
+    async def read_range(self, key: str, start: int, length: int) -> bytes:
+        """Return ``length`` bytes from ``start`` (fewer at the end of the object)."""
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range start={start} length={length}")
+        name = self._name(key)
+        if length == 0:
+            await self.size(key)
+            return b""
+
+        async def get() -> bytes:
+            with map_s3_errors(self.bucket, name):
+                try:
+                    response = await self.client.get_object(
+                        Bucket=self.bucket, Key=name, Range=f"bytes={start}-{start + length - 1}"
+                    )
+                except botocore.exceptions.ClientError as e:
+                    if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
+                        return b""  # start is at or past the end
+                    raise
+                async with response["Body"] as body:
+                    return await body.read()
+
+        return await self._object_op(get)
+
+    async def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Yield the object's bytes in chunks; a dropped connection resumes where it stopped."""
+        name = self._name(key)
+        offset = 0
+        etag: str | None = None
+        failures = 0
+        while True:
+            response = await self._object_op(functools.partial(self._open, name, offset, etag))
+            if response is None:
+                return
+            etag = response["ETag"]
+            async with response["Body"] as body:
+                while True:
+                    try:
+                        with map_s3_errors(self.bucket, name):
+                            chunk = await body.read(chunk_size)
+                    except TransientStorageError:
+                        failures += 1
+                        if failures >= self._attempts:
+                            raise
+                        break  # reopen at ``offset``
+                    if not chunk:
+                        return
+                    offset += len(chunk)
+                    yield chunk
+
+    async def _open(self, name: str, offset: int, etag: str | None) -> Any:
+        with map_s3_errors(self.bucket, name):
+            try:
+                if offset == 0:
+                    return await self.client.get_object(Bucket=self.bucket, Key=name)
+                # IfMatch: a resumed read must not splice in a newer version of the object.
+                return await self.client.get_object(
+                    Bucket=self.bucket, Key=name, Range=f"bytes={offset}-", IfMatch=etag or "*"
+                )
+            except botocore.exceptions.ClientError as e:
+                if offset and e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
+                    return None
+                raise
+
+    async def write(self, key: str, data: bytes) -> None:
+        """Write a whole object atomically with one put_object."""
+        name = self._name(key)
+
+        async def put() -> None:
+            with map_s3_errors(self.bucket, name):
+                await self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
+
+        await self._retry(put)
+        self._bucket_ok = True
+
+    async def upload(self, key: str, source: AsyncIterable[bytes]) -> int:
+        """Stream ``source`` as a multipart upload, PARTS_IN_FLIGHT parts at once.
+
+        At most PARTS_IN_FLIGHT + 1 parts are held in memory. A source smaller than one part
+        is a single put_object. The multipart upload is aborted on any failure.
+        """
+        name = self._name(key)
+        async with contextlib.aclosing(_common.parts(source, PART_SIZE)) as chunks:
+            first, last = await anext(chunks)
+            if last:
+                await self.write(key, first)
+                return len(first)
+            return await self._multipart(name, first, chunks)
+
+    async def _multipart(
+        self, name: str, first: bytes, chunks: AsyncIterator[tuple[bytes, bool]]
+    ) -> int:
+        async def create() -> str:
+            with map_s3_errors(self.bucket, name):
+                response = await self.client.create_multipart_upload(Bucket=self.bucket, Key=name)
+                return response["UploadId"]
+
+        upload_id = await self._retry(create)
+        done: dict[int, CompletedPartTypeDef] = {}
+        slots = anyio.Semaphore(PARTS_IN_FLIGHT)
+
+        async def send(number: int, data: bytes) -> None:
+            async def put() -> None:
+                with map_s3_errors(self.bucket, name):
+                    response = await self.client.upload_part(
+                        Bucket=self.bucket,
+                        Key=name,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        Body=data,
+                    )
+                part: CompletedPartTypeDef = {"ETag": response["ETag"], "PartNumber": number}
+                if "ChecksumCRC32" in response:
+                    part["ChecksumCRC32"] = response["ChecksumCRC32"]
+                done[number] = part
+
+            try:
+                await self._retry(put)
+            finally:
+                slots.release()
+
+        total = 0
+        try:
+            try:
+                async with anyio.create_task_group() as tg:
+                    data, last, number = first, False, 0
+                    while True:
+                        number += 1
+                        # Wait for a free slot *before* reading the next part: bounded memory.
+                        await slots.acquire()
+                        tg.start_soon(send, number, data)
+                        total += len(data)
+                        if last:
+                            break
+                        data, last = await anext(chunks)
+            except BaseExceptionGroup as group:
+                error = _common.first_error(group)
+                raise error from error.__cause__
+
+            async def complete() -> None:
+                with map_s3_errors(self.bucket, name):
+                    await self.client.complete_multipart_upload(
+                        Bucket=self.bucket,
+                        Key=name,
+                        UploadId=upload_id,
+                        MultipartUpload={"Parts": [done[n] for n in sorted(done)]},
+                    )
+
+            await self._retry(complete)
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(StorageError):
+                await self._abort(name, upload_id)
+            raise
+        return total
+
+    async def _abort(self, name: str, upload_id: str) -> None:
+        async def abort() -> None:
+            with map_s3_errors(self.bucket, name):
+                await self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=name, UploadId=upload_id
+                )
+
+        await retry(abort, attempts=3, base_delay=self._delay)
+
+    async def exists(self, key: str) -> bool:
+        """Return True if the object exists."""
+        try:
+            await self.size(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    async def size(self, key: str) -> int:
+        """Return the object's size in bytes. Raises ObjectNotFound if absent."""
+        name = self._name(key)
+
+        async def head() -> int:
+            with map_s3_errors(self.bucket, name):
+                response = await self.client.head_object(Bucket=self.bucket, Key=name)
+                return response["ContentLength"]
+
+        return await self._object_op(head)
+
+    async def list(self, prefix: str) -> list[str]:
+        """Return every key under ``prefix``, relative to the root, paging 1,000 at a time."""
+        full = _common.join(self.root, _common.check_prefix(prefix))
+        keys: list[str] = []
+        token: str | None = None
+        while True:
+
+            async def page(token: str | None = token) -> Any:
+                with map_s3_errors(self.bucket, full):
+                    if token is None:
+                        return await self.client.list_objects_v2(Bucket=self.bucket, Prefix=full)
+                    return await self.client.list_objects_v2(
+                        Bucket=self.bucket, Prefix=full, ContinuationToken=token
+                    )
+
+            response = await self._retry(page)
+            keys.extend(_common.strip(self.root, o["Key"]) for o in response.get("Contents", []))
+            if not response.get("IsTruncated"):
+                break
+            token = response["NextContinuationToken"]
+        self._bucket_ok = True
+        return keys
+
+    async def delete(self, key: str) -> None:
+        """Delete one object; deleting a missing object is not an error."""
+        name = self._name(key)
+
+        async def delete() -> None:
+            with map_s3_errors(self.bucket, name):
+                await self.client.delete_object(Bucket=self.bucket, Key=name)
+
+        with contextlib.suppress(ObjectNotFound):
+            await self._object_op(delete)
+
+    async def check_writable(self) -> None:
+        """Check the bucket exists, then write and delete a probe object.
+
+        The bucket is checked first because some S3-compatible stores (SeaweedFS) create a
+        missing bucket on the first write.
+        """
+        await self._check_bucket()
+        probe = f".replicate-probe-{uuid.uuid4().hex}"
+        await self.write(probe, b"probe")
+        await self.delete(probe)
