@@ -45,8 +45,11 @@ class Storage(Protocol):
         """Return ``length`` bytes from ``start`` (fewer at the end of the object)."""
         ...
 
-    async def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Yield the object's bytes in chunks without holding it in memory."""
+    def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Yield the object's bytes in chunks without holding it in memory (an async generator).
+
+        Raises ObjectNotFound on first iteration if the key is absent.
+        """
         ...
 
     async def write(self, key: str, data: bytes) -> None:
