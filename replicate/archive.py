@@ -422,11 +422,12 @@ class ExtractTo:
 
 
 class OneMember:
-    """A sink spooling the single member ``rel`` into an anonymous temporary file."""
+    """A sink spooling the single member ``rel`` into a new temporary file (``path``)."""
 
     def __init__(self, rel: str) -> None:
         self.rel = rel.strip("/")
-        self.file: BinaryIO | None = None
+        #: The temporary file holding the member once found; the caller owns (and unlinks) it.
+        self.path: Path | None = None
         #: True if members were seen under ``rel/``: it names a directory.
         self.is_directory = False
 
@@ -434,9 +435,16 @@ class OneMember:
         if rel != self.rel:
             self.is_directory = self.is_directory or rel.startswith(self.rel + "/")
             return None
-        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
-        return self.file
+        fd, name = tempfile.mkstemp(prefix="replicate-open-")
+        self.path = Path(name)
+        return os.fdopen(fd, "wb")
 
     def end(self, rel: str, file: BinaryIO) -> bool:
-        file.seek(0)
+        file.close()
         return True
+
+    def discard(self) -> None:
+        """Remove the temporary file, if any (after an error)."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None

@@ -1,0 +1,200 @@
+"""Terminal output of the read commands: consoles, tables, cells, prompts, progress bars."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.cells import cell_len
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from replicate.read.format import format_value
+from replicate.read.views import CheckpointView
+
+
+def no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))
+
+
+def stdout() -> Console:
+    """A console on the current stdout (tables fold to the width; 80 when not a terminal)."""
+    return Console(highlight=False, no_color=no_color(), soft_wrap=False)
+
+
+def stderr() -> Console:
+    return Console(stderr=True, highlight=False, no_color=no_color())
+
+
+def table(*columns: str, wrap: Sequence[str] = (), **options: Any) -> Table:
+    """A borderless table in the style of ``ls``: bold headers, two spaces between columns.
+
+    Only the columns named in ``wrap`` fold when the terminal is too narrow (all of them
+    when ``wrap`` is empty); the others keep their lines whole.
+    """
+    grid = Table(
+        box=None,
+        pad_edge=False,
+        show_edge=False,
+        header_style="bold",
+        padding=(0, 2, 0, 0),
+        **options,
+    )
+    for column in columns:
+        folds = not wrap or column in wrap
+        grid.add_column(column, overflow="fold", no_wrap=not folds)
+    return grid
+
+
+def emit(console: Console, renderable: Any) -> None:
+    """Print ``renderable`` without the trailing spaces rich pads table cells with."""
+    with console.capture() as capture:
+        console.print(renderable)
+    lines = capture.get().split("\n")
+    console.file.write("\n".join(line.rstrip() for line in lines))
+    console.file.flush()
+
+
+class Grid:
+    """Columns aligned by hand, so a row can be followed by a free line (ls's params).
+
+    Rich tables cannot span a line across columns; this keeps rich's Text for styles and
+    widths and does the padding itself. Lines never end in spaces.
+    """
+
+    def __init__(self, *columns: str, gap: int = 2) -> None:
+        self.columns = columns
+        self.gap = gap
+        self.rows: list[tuple[list[Text], Text | None]] = []
+
+    def add_row(self, *cells: Text | str, below: Text | None = None) -> None:
+        self.rows.append(([c if isinstance(c, Text) else Text(c) for c in cells], below))
+
+    def widths(self) -> list[int]:
+        widths = [cell_len(c) for c in self.columns]
+        for cells, _ in self.rows:
+            for i, cell in enumerate(cells):
+                widths[i] = max([widths[i], *(cell_len(line) for line in cell.plain.split("\n"))])
+        return widths
+
+    def width(self) -> int:
+        return sum(self.widths()) + self.gap * (len(self.columns) - 1)
+
+    def render(self, console: Console) -> None:
+        widths = self.widths()
+        header = Text(style="bold")
+        self._line(header, [Text(c) for c in self.columns], widths)
+        console.print(header, soft_wrap=True)
+        for cells, below in self.rows:
+            lines = [cell.split("\n") for cell in cells]
+            for n in range(max(len(cell) for cell in lines)):
+                text = Text()
+                self._line(text, [cell[n] if n < len(cell) else Text() for cell in lines], widths)
+                console.print(text, soft_wrap=True)
+            if below is not None:
+                console.print(below, overflow="fold")
+
+    def _line(self, out: Text, cells: list[Text], widths: list[int]) -> None:
+        last = max((i for i, c in enumerate(cells) if c.plain), default=-1)
+        for i, cell in enumerate(cells[: last + 1]):
+            out.append_text(cell)
+            if i < last:
+                out.append(" " * (widths[i] - cell_len(cell.plain) + self.gap))
+
+
+def section(console: Console, title: str) -> None:
+    console.print()
+    console.print(Text(title, style="bold"))
+
+
+def fields(console: Console, rows: Sequence[tuple[str, Any]]) -> None:
+    """``Name:  value`` lines with aligned values."""
+    grid = table("", "", show_header=False)
+    for name, value in rows:
+        grid.add_row(Text(f"{name}:"), Text(value if isinstance(value, str) else str(value)))
+    emit(console, grid)
+
+
+def checkpoint_cell(checkpoint: CheckpointView | None, *, metric: bool = True) -> Text:
+    """``5a9beec (step 2)`` and, below it, the primary metric; upload state if queued."""
+    if checkpoint is None:
+        return Text("")
+    cell = Text(f"{checkpoint.short_id} (step {format_value(checkpoint.step)})")
+    if checkpoint.upload_state:
+        cell.append(f" ({checkpoint.upload_state})", style="yellow")
+    pm = checkpoint.primary_metric
+    if metric and pm is not None and pm.name in checkpoint.metrics:
+        cell.append(f"\n{pm.name}={format_value(checkpoint.metrics[pm.name])}")
+    return cell
+
+
+def stdin_is_interactive() -> bool:
+    """True if a person can answer a prompt on stdin."""
+    stream = sys.stdin
+    try:
+        return stream is not None and not stream.closed and stream.isatty()
+    except ValueError:  # closed underneath us
+        return False
+
+
+def confirm(question: str, *, force: bool) -> None:
+    """Ask ``question`` (default no) unless ``force``; abort with exit 1 if declined.
+
+    With stdin closed or not a terminal there is nobody to ask: a clear error says to pass -f.
+    """
+    if force:
+        return
+    if not stdin_is_interactive():
+        raise click.ClickException(
+            f"{question.rstrip('?')}: refusing to ask without a terminal on stdin; "
+            "pass -f/--force to go ahead"
+        )
+    if not click.confirm(question, default=False, err=True):
+        raise click.ClickException("cancelled, nothing was changed")
+
+
+class Bar:
+    """A progress bar's handle: set the total, advance it, or take it off the screen."""
+
+    def __init__(self, progress: Progress, description: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=None)
+
+    def total(self, total: int) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, amount: int = 1) -> None:
+        self._progress.update(self._task, advance=amount)
+
+    def stop(self) -> None:
+        self._progress.stop()
+
+
+@contextmanager
+def progress_bar(description: str, *, bytes_: bool) -> Iterator[Bar]:
+    """A transient progress bar on stderr, drawn only when stderr is a terminal."""
+    console = stderr()
+    amount = DownloadColumn() if bytes_ else MofNCompleteColumn()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        amount,
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        yield Bar(progress, description)
