@@ -6,7 +6,6 @@ import functools
 import os
 import sys
 import threading
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Server:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    ports: list[int] = field(default_factory=list)
 
     def stop(self) -> None:
         """SIGTERM the server (by PID), then SIGKILL it if it has not gone in 5 s."""
@@ -128,11 +129,14 @@ def weed_binary() -> str:
     return str(beside) if beside.exists() else (shutil.which("weed") or "weed")
 
 
-def start_seaweedfs(data_dir: Path, log: Path) -> Server:
-    """Start `weed mini` with SigV4 credentials testing/testing; retry once if it dies early."""
+def start_seaweedfs(data_dir: Path, log: Path, *, ports: list[int] | None = None) -> Server:
+    """Start `weed mini` with SigV4 credentials testing/testing; retry once if it dies early.
+
+    ``ports`` (s3, master, volume, filer, admin) restarts a server where it was before.
+    """
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     for _ in range(2):
-        s3, master, volume, filer, admin = free_ports(5, offset=GRPC_OFFSET)
+        s3, master, volume, filer, admin = ports or free_ports(5, offset=GRPC_OFFSET)
         command = [
             weed_binary(),
             "mini",
@@ -150,6 +154,8 @@ def start_seaweedfs(data_dir: Path, log: Path) -> Server:
             "-master.telemetry=false",
         ]
         server = _start(command, f"http://127.0.0.1:{s3}", log, env=env, path="/", ready=None)
+        if server is not None:
+            server.ports = [s3, master, volume, filer, admin]
         if server is not None:
             return server
     raise RuntimeError(f"SeaweedFS did not start; see {log}")

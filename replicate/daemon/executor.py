@@ -29,11 +29,11 @@ class LoopExecutor(ThreadPoolExecutor):
     def __init__(self, workers: int = 4) -> None:
         super().__init__(max_workers=workers)
         self._queue: queue.SimpleQueue[_Work | None] = queue.SimpleQueue()
-        self._threads = [
+        self._workers = [
             threading.Thread(target=self._work, name=f"replicate-io-{i}", daemon=True)
             for i in range(workers)
         ]
-        for thread in self._threads:
+        for thread in self._workers:
             thread.start()
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -52,8 +52,8 @@ class LoopExecutor(ThreadPoolExecutor):
                 future.set_exception(exc)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        for _ in self._threads:
+        for _ in self._workers:
             self._queue.put(None)
         if wait:
-            for thread in self._threads:
+            for thread in self._workers:
                 thread.join()

@@ -68,6 +68,7 @@ def run_script(
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )
 
 
@@ -80,4 +81,5 @@ def cli(project: Path, *args: str, timeout: float = 300) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=timeout,
+        check=False,
     )

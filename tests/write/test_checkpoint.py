@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 import pytest
-from write import helpers
 
 import replicate
 from replicate.errors import ValidationError
+from write import helpers
 
 
 def make_project(tmp_path: Path) -> Path:

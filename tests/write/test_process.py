@@ -1,0 +1,214 @@
+"""Crash and exit behaviour with real training processes (real SIGKILL, real interpreter exit)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from servers import make_gcs_bucket, make_s3_bucket, start_seaweedfs
+
+from write import helpers
+
+pytestmark = pytest.mark.slow
+
+MiB = 1024 * 1024
+
+TRAIN = """
+import os, random, sys, replicate
+experiment = replicate.init(path="train.py", params={{"lr": 0.01}})
+print(experiment.id, flush=True)
+for step in range({steps}):
+    with open("model.pth", "wb") as f:
+        f.write(random.Random(step).randbytes({size}))  # incompressible, like weights
+    checkpoint = experiment.checkpoint(path="model.pth", step=step, metrics={{"loss": 1 / (step + 1)}},
+                                       primary_metric=("loss", "minimize"), quiet=True)
+    print(checkpoint.id, flush=True)
+    with open("model.pth", "wb") as f:
+        f.write(b"overwritten")
+{after}
+"""
+
+
+def project_for(tmp_path: Path, url: str) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "replicate.yaml").write_text(f"repository: {url}\n")
+    return project
+
+
+def assert_landed(url: str, experiment_id: str, checkpoint_ids: list[str], size: int) -> None:
+    record = helpers.experiment(url, experiment_id)
+    assert [c.id for c in record.checkpoints] == checkpoint_ids
+    for step, id in enumerate(checkpoint_ids):
+        members = helpers.tar_members(url, "checkpoints", id)
+        assert members == {f"{id}/model.pth": random.Random(step).randbytes(size)}
+
+
+class TestKilledTraining:
+    def test_sigkill_after_checkpoint_then_wait_lands_everything(
+        self, repo_url: str, tmp_path: Path
+    ) -> None:
+        """A training process SIGKILLed right after checkpoint() returns loses nothing: `wait` lands it."""
+        project = project_for(tmp_path, repo_url)
+        size = 8 * MiB
+        result = helpers.run_script(
+            project,
+            TRAIN.format(steps=4, size=size, after="os.kill(os.getpid(), 9)"),
+        )
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        experiment_id, *checkpoint_ids = result.stdout.split()
+        assert len(checkpoint_ids) == 4
+
+        queue = helpers.cli(project, "queue", "--json")
+        assert queue.returncode == 0, queue.stderr
+        queued = json.loads(queue.stdout)
+        assert queued, "the last checkpoint cannot have landed before the kill"
+        assert {job["owner_alive"] for job in queued} == {False}
+
+        waited = helpers.cli(project, "wait")
+        assert waited.returncode == 0, waited.stderr
+        assert_landed(repo_url, experiment_id, checkpoint_ids, size)
+        assert not helpers.heartbeat_exists(repo_url, experiment_id)
+        assert json.loads(helpers.cli(project, "queue", "--json").stdout) == []
+
+    def test_script_that_just_returns_lands_everything(self, repo_url: str, tmp_path: Path) -> None:
+        """A script that ends without stop() still lands every checkpoint before the process exits."""
+        project = project_for(tmp_path, repo_url)
+        size = 4 * MiB
+        result = helpers.run_script(project, TRAIN.format(steps=3, size=size, after=""))
+        assert result.returncode == 0, result.stderr
+        experiment_id, *checkpoint_ids = result.stdout.split()
+        assert_landed(repo_url, experiment_id, checkpoint_ids, size)
+        assert not helpers.heartbeat_exists(repo_url, experiment_id)
+        assert not list((project / ".replicate" / "spool" / "jobs").iterdir())
+
+    def test_exit_timeout_leaves_the_rest_for_wait(self, tmp_path: Path) -> None:
+        """REPLICATE_EXIT_TIMEOUT=0 leaves pending uploads queued, says how to finish, and `wait` does."""
+        url = (tmp_path / "repo").as_uri()
+        project = project_for(tmp_path, url)
+        size = 48 * MiB  # several tenths of a second of packing: still pending at exit
+        result = helpers.run_script(
+            project,
+            TRAIN.format(steps=3, size=size, after=""),
+            env={"REPLICATE_EXIT_TIMEOUT": "0"},
+        )
+        assert result.returncode == 0, result.stderr
+        assert "replicate wait" in result.stderr
+        experiment_id, *checkpoint_ids = result.stdout.split()
+        assert json.loads(helpers.cli(project, "queue", "--json").stdout)
+        waited = helpers.cli(project, "wait")
+        assert waited.returncode == 0, waited.stderr
+        assert_landed(url, experiment_id, checkpoint_ids, size)
+
+
+class TestStorageTrouble:
+    def test_server_stopped_mid_upload_and_restarted(self, tmp_path: Path) -> None:
+        """Uploads interrupted by a storage restart are retried and land."""
+        data, log = tmp_path / "weed", tmp_path / "weed.log"
+        server = start_seaweedfs(data, log)
+        try:
+            make_s3_bucket(server.url, "restart")
+            project = project_for(tmp_path, "s3://restart/repo")
+            script = TRAIN.format(
+                steps=2, size=32 * MiB, after="experiment.stop(raise_on_error=True)"
+            )
+            (project / "train.py").write_text(script)
+            env = {**os.environ, "AWS_ENDPOINT_URL_S3": server.url}
+            process = subprocess.Popen(
+                [sys.executable, "train.py"], cwd=project, env=env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert process.stdout is not None
+            lines = [process.stdout.readline() for _ in range(3)]
+            server.process.kill()  # mid-upload: 64 MiB at ~100 MB/s
+            server.process.wait()
+            time.sleep(1.0)
+            server = start_seaweedfs(data, log, ports=server.ports)  # same ports, same data
+            out, err = process.communicate(timeout=240)
+            assert process.returncode == 0, err
+            experiment_id, *checkpoint_ids = [line.strip() for line in lines] + out.split()
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("AWS_ENDPOINT_URL_S3", server.url)
+                assert_landed("s3://restart/repo", experiment_id, checkpoint_ids, 32 * MiB)
+        finally:
+            server.stop()
+
+    def test_permanent_failure_is_queued_and_never_blocks_training(
+        self, gcs_endpoint: str, tmp_path: Path
+    ) -> None:
+        """A deleted bucket fails the job with its error in `replicate queue`; training carries on."""
+        make_gcs_bucket(gcs_endpoint, "doomed-bucket")
+        project = project_for(tmp_path, "gs://doomed-bucket/repo")
+        code = f"""
+        import os, time, replicate
+        from servers import delete_gcs_bucket
+        experiment = replicate.init()
+        experiment.wait()
+        delete_gcs_bucket("{gcs_endpoint}", "doomed-bucket")
+        open("model.pth", "wb").write(b"weights")
+        start = time.monotonic()
+        checkpoint = experiment.checkpoint(path="model.pth", metrics={{"loss": 1}})
+        later = experiment.checkpoint(metrics={{"loss": 0.5}})
+        print("returned", time.monotonic() - start < 5)
+        try:
+            checkpoint.wait(timeout=60)
+        except replicate.UploadFailed as exc:
+            print("failed", exc)
+        os.kill(os.getpid(), 9)
+        """
+        servers_dir = str(Path(__file__).resolve().parents[1])
+        env = {"PYTHONPATH": servers_dir, "STORAGE_EMULATOR_HOST": gcs_endpoint}
+        result = helpers.run_script(project, code, env=env)
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        assert "returned True" in result.stdout
+        assert "failed checkpoint" in result.stdout, result.stdout + result.stderr
+        assert "bucket" in result.stdout.lower()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
+            jobs = json.loads(helpers.cli(project, "queue", "--json").stdout)
+            errors = [job["error"] for job in jobs if job["kind"] == "checkpoint"]
+            assert len(errors) == 2
+            assert all(e and "bucket" in e.lower() for e in errors), jobs
+            assert "failed" in helpers.cli(project, "queue").stdout
+            waited = helpers.cli(project, "wait", "--timeout", "120")
+        assert waited.returncode == 1
+        assert "did not upload" in waited.stderr
+
+
+class TestForkSafety:
+    def test_forked_child_cannot_touch_the_parents_daemon(self, tmp_path: Path) -> None:
+        """A forked child gets a clear error from checkpoint(); the parent's checkpoints still land."""
+        url = (tmp_path / "repo").as_uri()
+        project = project_for(tmp_path, url)
+        code = """
+        import os, replicate
+        experiment = replicate.init()
+        first = experiment.checkpoint(metrics={"loss": 1.0})
+        pid = os.fork()
+        if pid == 0:
+            try:
+                experiment.checkpoint(metrics={"loss": 2.0})
+            except replicate.DaemonClosed as exc:
+                print("child refused:", exc, flush=True)
+                os._exit(0)
+            os._exit(3)
+        _, status = os.waitpid(pid, 0)
+        print("child status", os.waitstatus_to_exitcode(status), flush=True)
+        experiment.checkpoint(metrics={"loss": 0.5})
+        experiment.stop()
+        print(experiment.id)
+        """
+        result = helpers.run_script(project, code)
+        assert result.returncode == 0, result.stderr
+        assert "child refused: replicate cannot be used from a forked child" in result.stdout
+        assert "child status 0" in result.stdout
+        experiment_id = result.stdout.split()[-1]
+        record = helpers.experiment(url, experiment_id)
+        assert [c.metrics["loss"] for c in record.checkpoints] == [1.0, 0.5]
