@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	cd examples/demo && rm -rf .replicate && ../../$(BIN)/python train.py
+	cd examples/demo && ../../$(BIN)/python train.py
 	cd examples/demo && ../../$(BIN)/replicate ls
-	cd examples/demo && ../../$(BIN)/replicate show "$$(../../$(BIN)/replicate ls -q | head -n 1)"
+	cd examples/demo && ../../$(BIN)/replicate show "$$(../../$(BIN)/replicate ls -q | tail -n 1)"
 
 lint: install
 	$(BIN)/ruff format --check replicate tests benchmarks examples
