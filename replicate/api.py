@@ -17,6 +17,7 @@ from replicate import archive, console
 from replicate.config import load_config
 from replicate.daemon import Daemon
 from replicate.daemon.jobs import Job
+from replicate.daemon.spool import new_job_id
 from replicate.errors import ValidationError
 from replicate.experiment import Experiment
 from replicate.ids import random_id, short_id
@@ -104,22 +105,22 @@ def init(
     else:
         daemon.start_heartbeat(config.repository, record.id)  # the first beat proves writes work
     spool = daemon.spool(config.spool_dir)
-    job_dir = spool.new_job_dir()
+    job_id = new_job_id()
     try:
-        sizes = archive.snapshot(files, job_dir / "files") if files else {}
+        sizes = archive.snapshot(files, spool.staging_dir(job_id)) if files else {}
         job = Job(
-            id=job_dir.name,
+            id=job_id,
             kind="experiment",
             owner=daemon.owner,
             repository=config.repository,
             experiment_id=record.id,
-            dir=job_dir,
+            root=spool.root,
             experiment=record,
             files=sizes,
         )
         spool.commit(job)
     except BaseException:
-        spool.discard(job_dir)
+        spool.discard(job_id)
         if not disable_heartbeat:
             daemon.stop_heartbeat(config.repository, record.id)
         raise

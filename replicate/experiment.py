@@ -15,7 +15,7 @@ from replicate import archive, console
 from replicate.config import Config
 from replicate.daemon import Daemon
 from replicate.daemon.jobs import Job
-from replicate.daemon.spool import Spool
+from replicate.daemon.spool import Spool, new_job_id
 from replicate.daemon.worker import JobFailed, Landed
 from replicate.errors import UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
@@ -242,14 +242,14 @@ class Experiment:
                 f"saving checkpoint {short_id(record.id)} (step {record.step})"
                 + (f" of {rel}" if rel else "")
             )
-        job_dir = self._spool.new_job_dir()
+        job_id = new_job_id()
         try:
             # snapshot synchronously so later overwrites of the file don't leak in
-            sizes = archive.snapshot(files, job_dir / "files") if files else {}
-            job = self._job(job_dir, record, sizes)
+            sizes = archive.snapshot(files, self._spool.staging_dir(job_id)) if files else {}
+            job = self._job(job_id, record, sizes)
             self._spool.commit(job)
         except OSError as exc:
-            self._spool.discard(job_dir)
+            self._spool.discard(job_id)
             message = f"could not queue checkpoint {short_id(record.id)} in {self._spool.root}: {exc.strerror or exc}"
             console.warn(message + " (training goes on; free some disk space)")
             future = _failed_future(message)
@@ -280,14 +280,14 @@ class Experiment:
         clean, pm = validate_metrics(metrics, primary_metric)
         return CheckpointDir(self, clean, pm, step, quiet)
 
-    def _job(self, job_dir: Path, record: CheckpointRecord, sizes: dict[str, int]) -> Job:
+    def _job(self, job_id: str, record: CheckpointRecord, sizes: dict[str, int]) -> Job:
         return Job(
-            id=job_dir.name,
+            id=job_id,
             kind="checkpoint",
             owner=self._daemon.owner,
             repository=self.config.repository,
             experiment_id=self.id,
-            dir=job_dir,
+            root=self._spool.root,
             checkpoint=record,
             files=sizes,
         )
@@ -379,7 +379,7 @@ class CheckpointDir:
         self._primary_metric = primary_metric
         self._step = step
         self._quiet = quiet
-        self._job_dir: Path | None = None
+        self._job_id = new_job_id()
         self.checkpoint: Checkpoint | None = None
 
     def __enter__(self) -> Path:
@@ -387,10 +387,7 @@ class CheckpointDir:
         experiment._daemon.wait_for_room(
             experiment._spool.root, 0, spool_budget(), experiment._say_blocked
         )
-        self._job_dir = experiment._spool.new_job_dir()
-        files_dir = self._job_dir / "files"
-        files_dir.mkdir()
-        return files_dir
+        return experiment._spool.staging_dir(self._job_id)
 
     def __exit__(
         self,
@@ -398,12 +395,11 @@ class CheckpointDir:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._job_dir is not None
         experiment = self._experiment
         if exc_type is not None:
-            experiment._spool.discard(self._job_dir)
+            experiment._spool.discard(self._job_id)
             return
-        files_dir = self._job_dir / "files"
+        files_dir = experiment._spool.data_dir / self._job_id
         sizes = {
             p.relative_to(files_dir).as_posix(): p.stat().st_size
             for p in sorted(files_dir.rglob("*"))
@@ -419,7 +415,7 @@ class CheckpointDir:
         )
         if not self._quiet:
             console.info(f"saving checkpoint {short_id(record.id)} (step {record.step})")
-        job = experiment._job(self._job_dir, record, sizes)
+        job = experiment._job(self._job_id, record, sizes)
         experiment._spool.commit(job)
         future = experiment._daemon.submit(job)
         experiment._track(record.id, future)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar, TypeVarTuple
 
 import anyio
+from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 
 from replicate import console
@@ -70,6 +71,8 @@ class Daemon:
         self._failed: dict[str, tuple[Job, JobFailed]] = {}
         self._spools: dict[Path, Spool] = {}
         self._portal: BlockingPortal | None = None
+        self._loop: asyncio.AbstractEventLoop
+        self._jobs: TaskGroup
         self._closed = False
         ready: Future[BlockingPortal] = Future()
         self._thread = threading.Thread(
@@ -113,13 +116,15 @@ class Daemon:
             return spool
 
     def submit(self, job: Job) -> Future[Landed]:
-        """Hand a committed job to the worker; returns at once."""
-        portal = self._check()
+        """Hand a committed job to the worker; returns at once, never waiting for the loop."""
+        self._check()
         future: Future[Landed] = Future()
         with self._cond:
             self._futures[job.id] = future
             self._pending[job.id] = job
-        portal.start_task_soon(self._worker.run, job)
+        # Not portal.start_task_soon: that waits for the loop to take the task, and the loop
+        # may be busy; call_soon_threadsafe only appends to the loop's queue.
+        self._loop.call_soon_threadsafe(self._jobs.start_soon, self._worker.run, job)
         return future
 
     def pending_bytes(self, root: Path | None = None) -> int:
@@ -179,7 +184,13 @@ class Daemon:
             self._pool = RepositoryPool(stack)
             self._heartbeats = Heartbeats(self._pool)
             self._worker = Worker(self._pool, self._spool_of, self._landed, self._job_failed)
-            async with BlockingPortal() as portal, anyio.create_task_group() as tg:
+            async with (
+                BlockingPortal() as portal,
+                anyio.create_task_group() as tg,
+                anyio.create_task_group() as jobs,
+            ):
+                self._loop = asyncio.get_running_loop()
+                self._jobs = jobs
                 ready.set_result(portal)
                 tg.start_soon(self._heartbeats.run)
                 # No event exists for "the main thread ended": poll it.
@@ -188,6 +199,7 @@ class Daemon:
                 await self._drain_at_exit()
                 await self._heartbeats.stop_all()
                 tg.cancel_scope.cancel()
+                jobs.cancel_scope.cancel()
                 await portal.stop(cancel_remaining=True)
             self._release_spools()
 
@@ -264,7 +276,7 @@ class Daemon:
 
 
 def _root(job: Job) -> Path:
-    return job.dir.parent.parent
+    return job.root
 
 
 def _forget_after_fork() -> None:

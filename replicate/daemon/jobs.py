@@ -27,7 +27,8 @@ class Job:
     owner: str
     repository: str
     experiment_id: str
-    dir: Path
+    #: the spool directory holding the job
+    root: Path
     experiment: ExperimentRecord | None = None
     checkpoint: CheckpointRecord | None = None
     #: relative path -> size in bytes, as snapshotted; checked again before packing
@@ -35,7 +36,16 @@ class Job:
 
     @property
     def files_dir(self) -> Path:
-        return self.dir / "files"
+        """Where the snapshot of the files is staged."""
+        return self.root / "data" / self.id
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "jobs" / f"{self.id}.json"
+
+    @property
+    def error_path(self) -> Path:
+        return self.root / "jobs" / f"{self.id}.error"
 
     @property
     def size(self) -> int:
@@ -62,7 +72,7 @@ class Job:
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
-    def from_manifest(cls, data: bytes, dir: Path) -> Job:
+    def from_manifest(cls, data: bytes, root: Path) -> Job:
         body = json.loads(data)
         return cls(
             id=body["id"],
@@ -70,7 +80,7 @@ class Job:
             owner=body["owner"],
             repository=body["repository"],
             experiment_id=body["experiment_id"],
-            dir=dir,
+            root=root,
             experiment=ExperimentRecord.from_dict(body["experiment"])
             if body["experiment"]
             else None,

@@ -4,12 +4,12 @@
 
     .replicate/spool/
       owners/<owner>.lock      POSIX-locked by its live process for its whole life
-      jobs/<job-id>/job.json   the manifest, fsync'd before checkpoint() returns
-      jobs/<job-id>/files/     the snapshot of the files (page cache; fsync only if asked)
-      jobs/<job-id>/error.json the last error of a failed attempt
+      jobs/<job-id>.json       the manifest, fsync'd before checkpoint() returns
+      jobs/<job-id>.error      the last error of a failed attempt
+      data/<job-id>/           the snapshot of the files (page cache; fsync only if asked)
 
-Job ids sort in submission order. A job dir without ``job.json`` is an unfinished hand-over
-and is never uploaded. POSIX record locks (``lockf``) are per process and are not inherited
+Job ids sort in submission order. Staged data without a manifest is an unfinished hand-over
+(or a crash before the manifest landed) and is never uploaded. POSIX record locks (``lockf``) are per process and are not inherited
 by forked children, so a lock that can be taken means its owner is dead.
 """
 
@@ -28,11 +28,9 @@ from typing import Any
 
 from replicate.daemon.jobs import Job
 
-MANIFEST = "job.json"
 #: Owner locks this process holds, by lock path. Closing any other fd of a locked file would
 #: drop the lock (lockf semantics), so a held lock file is never opened again here.
 _held: dict[Path, int] = {}
-ERROR = "error.json"
 
 
 def new_job_id() -> str:
@@ -71,12 +69,16 @@ class Spool:
     def __init__(self, root: Path, *, fsync_data: bool = False) -> None:
         self.root = root
         self.jobs_dir = root / "jobs"
+        self.data_dir = root / "data"
         self.owners_dir = root / "owners"
         self.fsync_data = fsync_data
+        self._ensured = False
 
     def ensure(self) -> None:
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        self.owners_dir.mkdir(parents=True, exist_ok=True)
+        if not self._ensured:
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+            self.owners_dir.mkdir(parents=True, exist_ok=True)
+            self._ensured = True
 
     # ---- owners ----------------------------------------------------------------------------
 
@@ -130,10 +132,11 @@ class Spool:
 
     # ---- jobs ------------------------------------------------------------------------------
 
-    def new_job_dir(self) -> Path:
+    def staging_dir(self, job_id: str) -> Path:
+        """Create and return the directory where ``job_id``'s files are staged."""
         self.ensure()
-        path = self.jobs_dir / new_job_id()
-        path.mkdir()
+        path = self.data_dir / job_id
+        path.mkdir(parents=True)
         return path
 
     def commit(self, job: Job) -> None:
@@ -145,41 +148,46 @@ class Spool:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-        tmp = job.dir / f".{MANIFEST}.tmp"
+        self.ensure()
+        tmp = self.jobs_dir / f".{job.id}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             os.write(fd, job.to_manifest())
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, job.dir / MANIFEST)
+        os.rename(tmp, job.manifest_path)
 
-    def discard(self, path: Path) -> None:
-        shutil.rmtree(path, ignore_errors=True)
+    def discard(self, job_id: str) -> None:
+        """Drop the staged files of a job that was never committed."""
+        shutil.rmtree(self.data_dir / job_id, ignore_errors=True)
 
     def remove(self, job: Job) -> None:
         """Forget a job whose commit landed: the manifest first, so a crash leaves no job."""
         with contextlib.suppress(FileNotFoundError):
-            (job.dir / MANIFEST).unlink()
-        shutil.rmtree(job.dir, ignore_errors=True)
+            job.manifest_path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            job.error_path.unlink()
+        shutil.rmtree(job.files_dir, ignore_errors=True)
 
     def load(self, path: Path) -> Job | None:
         try:
-            return Job.from_manifest((path / MANIFEST).read_bytes(), path)
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError):
+            return Job.from_manifest(path.read_bytes(), self.root)
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
             return None
 
     def jobs(self) -> list[Job]:
         """Every committed job, in submission order."""
-        if not self.jobs_dir.exists():
+        try:
+            names = sorted(os.listdir(self.jobs_dir))
+        except FileNotFoundError:
             return []
         found = []
-        for name in sorted(os.listdir(self.jobs_dir)):
-            job = self.load(self.jobs_dir / name)
-            if job is not None:
-                found.append(job)
+        for name in names:
+            if name.endswith(".json") and not name.startswith("."):
+                job = self.load(self.jobs_dir / name)
+                if job is not None:
+                    found.append(job)
         return found
 
     def record_error(self, job: Job, error: JobError) -> None:
@@ -189,16 +197,15 @@ class Spool:
             "attempts": error.attempts,
             "time": error.time,
         }
-        with contextlib.suppress(FileNotFoundError):
-            (job.dir / ERROR).write_text(json.dumps(body))
+        job.error_path.write_text(json.dumps(body))
 
     def clear_error(self, job: Job) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (job.dir / ERROR).unlink()
+            job.error_path.unlink()
 
     def error(self, job: Job) -> JobError | None:
         try:
-            body = json.loads((job.dir / ERROR).read_text())
+            body = json.loads(job.error_path.read_text())
             return JobError(body["message"], body["permanent"], body["attempts"], body["time"])
         except (FileNotFoundError, ValueError, KeyError):
             return None

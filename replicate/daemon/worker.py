@@ -31,6 +31,12 @@ JOB_ATTEMPTS = 8
 JOB_BACKOFF_MAX = 30.0
 #: Uploads with data in flight at once; metrics-only commits are not limited.
 UPLOADS_IN_FLIGHT = 2
+#: The experiment JSON grows with every checkpoint. Writing it at most once per
+#: WRITE_SPACING x (the last write's cost), capped at MAX_WRITE_GAP seconds, keeps the worker
+#: busy a bounded share of the time (and off the GIL the training loop needs) however many
+#: checkpoints arrive; the ones that arrive meanwhile land together in the next write.
+WRITE_SPACING = 20
+MAX_WRITE_GAP = 1.0
 
 
 class JobFailed(Exception):
@@ -51,6 +57,9 @@ class _Experiment:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     pending: list[CheckpointRecord] = field(default_factory=list)
     committed: set[str] = field(default_factory=set)
+    #: when the last JSON write ended, and how long it took (for the write rate limit)
+    last_write_end: float = 0.0
+    last_write_cost: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,13 +214,20 @@ class Worker:
                         f"{job.repository}: it was deleted, or its own upload never ran",
                         permanent=True,
                     ) from None
+            gap = min(MAX_WRITE_GAP, WRITE_SPACING * state.last_write_cost)
+            wait = state.last_write_end + gap - time.monotonic()
+            if wait > 0:
+                await anyio.sleep(wait)  # more checkpoints join the batch meanwhile
             batch = list(state.pending)
             known = {c.id: c for c in state.record.checkpoints}
             for c in batch:
                 known[c.id] = c
             ordered = sorted(known.values(), key=lambda c: c.created)
             record = state.record.with_checkpoints(ordered)
+            started = time.monotonic()
             await repository.save_experiment(record)
+            state.last_write_end = time.monotonic()
+            state.last_write_cost = state.last_write_end - started
             state.record = record
             state.committed.update(c.id for c in batch)
             state.pending = [c for c in state.pending if c.id not in state.committed]
