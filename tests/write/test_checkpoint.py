@@ -171,3 +171,34 @@ class TestBadInput:
         assert not (tmp_path / "r" / "metadata").exists()
         jobs = project / ".replicate" / "spool" / "jobs"
         assert not jobs.exists() or not list(jobs.iterdir())
+
+
+class TestBackpressure:
+    def test_checkpoint_waits_only_when_the_spool_budget_is_exceeded(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Over REPLICATE_SPOOL_MAX_BYTES, checkpoint() waits for earlier uploads and says so once."""
+        monkeypatch.setenv("REPLICATE_SPOOL_MAX_BYTES", str(1024 * 1024))
+        project = make_project(tmp_path)
+        experiment = replicate.init(repository=(tmp_path / "r").as_uri(), project_dir=project)
+        checkpoints = []
+        for step in range(3):
+            (project / "model.pth").write_bytes(bytes([step]) * 2 * 1024 * 1024)
+            checkpoints.append(experiment.checkpoint(path="model.pth", quiet=True))
+            # over budget: the previous checkpoint had to land before this call could queue
+            assert all(c.done() for c in checkpoints[:-1])
+        experiment.stop()
+        assert capsys.readouterr().err.count("checkpointing faster than uploads") == 1
+        assert all(c.wait(0) for c in checkpoints)
+
+
+class TestHeartbeat:
+    def test_heartbeat_exists_while_running_and_goes_at_stop(
+        self, repo_url: str, tmp_path: Path
+    ) -> None:
+        """init() writes a heartbeat at once; stop() deletes it."""
+        project = make_project(tmp_path)
+        experiment = replicate.init(repository=repo_url, project_dir=project)
+        assert helpers.heartbeat_exists(repo_url, experiment.id)
+        experiment.stop()
+        assert not helpers.heartbeat_exists(repo_url, experiment.id)

@@ -213,3 +213,27 @@ class TestForkSafety:
         experiment_id = result.stdout.split()[-1]
         record = helpers.experiment(url, experiment_id)
         assert [c.metrics["loss"] for c in record.checkpoints] == [1.0, 0.5]
+
+
+class TestDamagedSpool:
+    def test_snapshot_lost_in_a_machine_crash_is_reported_not_uploaded(
+        self, tmp_path: Path
+    ) -> None:
+        """A staged file that did not reach disk intact fails its job with a clear reason."""
+        url = (tmp_path / "repo").as_uri()
+        project = project_for(tmp_path, url)
+        size = 64 * MiB
+        result = helpers.run_script(
+            project, TRAIN.format(steps=2, size=size, after="os.kill(os.getpid(), 9)")
+        )
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        experiment_id, *checkpoint_ids = result.stdout.split()
+        staged = sorted((project / ".replicate" / "spool" / "data").glob("*/model.pth"))
+        assert staged, "the last checkpoint was still queued at the kill"
+        with staged[-1].open("r+b") as f:
+            f.truncate(1000)  # what an unflushed page cache leaves after a power cut
+        waited = helpers.cli(project, "wait")
+        assert waited.returncode == 1
+        assert "machine crash" in waited.stderr
+        record = helpers.experiment(url, experiment_id)
+        assert checkpoint_ids[-1] not in [c.id for c in record.checkpoints]
