@@ -1,0 +1,20 @@
+"""Benchmarks for SPEC §6: ``python -m benchmarks [name ...] [--big] [--quick]``.
+
+Every figure is reported next to a baseline measured in the same run (machines are noisy),
+as a ratio, plus absolute numbers. Nothing here asserts on wall-clock time: it is a measuring
+tool. Each benchmark runs in its own subprocess with a fresh temporary project directory;
+the S3 ones start their own SeaweedFS (`weed mini`) on loopback and stop it at the end.
+"""
+
+from __future__ import annotations
+
+#: Benchmark names in the order the default suite runs them, with one line each.
+BENCHMARKS: dict[str, str] = {
+    "checkpoint_blocking": "blocking time of checkpoint(path=...) and checkpoint_dir vs a copy",
+    "metrics_only": "checkpoint(metrics=...) latency over checkpoints 1..N (flatness)",
+    "metrics_profile": "where a metrics-only checkpoint's time goes (components, GIL, worker)",
+    "init": "replicate.init() time in a cold subprocess: small project and 10,000 files",
+    "time_to_durable": "checkpoint() call -> wait() returns, to disk and to SeaweedFS",
+    "ls_cold": "listing 1,000 experiments x 20 checkpoints on SeaweedFS, cold process",
+    "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
+}

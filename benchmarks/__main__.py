@@ -1,0 +1,174 @@
+"""``python -m benchmarks [name ...] [--big] [--quick]``: run benchmarks, print tables.
+
+Each benchmark runs in a subprocess of its own (clean daemon, clean peak RSS, a crash in one
+does not stop the others); they share one temp dir of random test data for the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks import BENCHMARKS
+from benchmarks._common import DATA_DIR_ENV, SUMMARY_ENV, Options, fmt_s, print_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Measure replicate against SPEC §6, as ratios to baselines from the same run.",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument("--big", action="store_true", help="add the 1 GiB / 2 GiB sizes")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer samples and smaller sizes (a smoke run)"
+    )
+    parser.add_argument(
+        "--metrics-n",
+        type=int,
+        default=5000,
+        help="metrics-only checkpoints in metrics_only (default 5000)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument(
+        "--inline", action="store_true", help="run in this process (for profiling one benchmark)"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> Options:
+    return Options(big=args.big, quick=args.quick, metrics_n=args.metrics_n)
+
+
+def _run_inline(name: str, options: Options) -> None:
+    module = importlib.import_module(f"benchmarks.{name}")
+    module.run(options)
+
+
+def _git(*args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return done.stdout.strip() or "?"
+
+
+def _header(options: Options, names: list[str]) -> None:
+    dirty = _git("status", "--porcelain", "--untracked-files=no", "--", "replicate")
+    print("replicate benchmarks")
+    print(f"  when     {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"  machine  {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}")
+    print(f"  python   {platform.python_version()} ({sys.executable})")
+    print(
+        f"  library  commit {_git('rev-parse', '--short', 'HEAD')}"
+        + (" + uncommitted changes in replicate/" if dirty not in ("", "?") else "")
+    )
+    print(f"  options  big={options.big} quick={options.quick} metrics_n={options.metrics_n}")
+    print(f"  running  {', '.join(names)}")
+    sys.stdout.flush()
+
+
+def _summary(path: Path) -> None:
+    if not path.exists():
+        return
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        entry = json.loads(line)
+        ok = entry["ok"]
+        rows.append(
+            [
+                entry["benchmark"],
+                entry["metric"],
+                entry["value"],
+                entry["target"],
+                "-" if ok is None else ("meets" if ok else "MISSES"),
+                entry.get("detail", ""),
+            ]
+        )
+    if rows:
+        print_table(
+            "SUMMARY against SPEC §6 targets",
+            ["benchmark", "measure", "value", "target", "verdict", "baseline / note"],
+            rows,
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    options = _options(args)
+    if args.list:
+        for name, description in BENCHMARKS.items():
+            print(f"{name:22} {description}")
+        return 0
+    if args.child:
+        _run_inline(args.child, options)
+        return 0
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    names = args.names or list(BENCHMARKS)
+    if args.inline:
+        for name in names:
+            _run_inline(name, options)
+        return 0
+
+    _header(options, names)
+    run_dir = Path(tempfile.mkdtemp(prefix="rbench-run-"))
+    summary = run_dir / "summary.jsonl"
+    env = {
+        **os.environ,
+        DATA_DIR_ENV: str(run_dir / "data"),
+        SUMMARY_ENV: str(summary),
+        "PYTHONUNBUFFERED": "1",
+        # `-m benchmarks` must resolve from any cwd: the package is not installed.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    flags = ["--metrics-n", str(options.metrics_n)]
+    flags += ["--big"] if options.big else []
+    flags += ["--quick"] if options.quick else []
+    failed: list[str] = []
+    timings = []
+    try:
+        for name in names:
+            print(f"\n=== {name}: {BENCHMARKS[name]}")
+            sys.stdout.flush()
+            start = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-m", "benchmarks", "--child", name, *flags],
+                env=env,
+                check=False,
+            )
+            elapsed = time.perf_counter() - start
+            timings.append([name, fmt_s(elapsed), "ok" if done.returncode == 0 else "FAILED"])
+            if done.returncode != 0:
+                failed.append(name)
+                print(f"!!! {name} failed with exit status {done.returncode}")
+        _summary(summary)
+        print_table("Benchmark run times", ["benchmark", "wall", "status"], timings)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
