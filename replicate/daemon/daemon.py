@@ -7,7 +7,7 @@ records, paths) cross; storage clients never leave the loop that opened them.
 from __future__ import annotations
 
 import asyncio
-import atexit
+import contextlib
 import os
 import threading
 import time
@@ -74,13 +74,19 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop
         self._jobs: TaskGroup
         self._closed = False
+        #: set in the main thread when the interpreter starts shutting down
+        self._exiting = threading.Event()
+        #: set by a Ctrl-C during the drain at exit: leave the rest in the spool
+        self._abandon = threading.Event()
+        #: set by the loop once the drain at exit is over (finished or abandoned)
+        self._drained = threading.Event()
         ready: Future[BlockingPortal] = Future()
         self._thread = threading.Thread(
             target=self._run, args=(ready,), name="replicate-daemon", daemon=False
         )
         self._thread.start()
         self._portal = ready.result()
-        atexit.register(self._report_abandoned)
+        _register_exit_hook(self._wait_at_exit)
 
     # ---- caller's side -------------------------------------------------------------------
 
@@ -193,11 +199,12 @@ class Daemon:
                 self._jobs = jobs
                 ready.set_result(portal)
                 tg.start_soon(self._heartbeats.run)
-                # No event exists for "the main thread ended": poll it.
-                while threading.main_thread().is_alive():  # noqa: ASYNC110
+                # No event reaches the loop when the interpreter starts to exit: poll.
+                while not self._exiting.is_set() and threading.main_thread().is_alive():  # noqa: ASYNC110
                     await anyio.sleep(0.1)
-                await self._drain_at_exit()
-                await self._heartbeats.stop_all()
+                if await self._drain_at_exit():
+                    await self._heartbeats.stop_all()
+                self._drained.set()
                 tg.cancel_scope.cancel()
                 jobs.cancel_scope.cancel()
                 await portal.stop(cancel_remaining=True)
@@ -228,7 +235,26 @@ class Daemon:
         if future is not None:
             future.set_exception(failure)
 
-    async def _drain_at_exit(self) -> None:
+    def _wait_at_exit(self) -> None:
+        """In the main thread, as the interpreter starts to exit: wait for the drain.
+
+        Runs before threads are joined (and before concurrent.futures shuts its pools), and
+        waits in short slices so that a Ctrl-C is seen: it abandons the drain, leaving the
+        rest in the spool. (A plain join of a non-daemon thread ignores Ctrl-C.)
+        """
+        if os.getpid() != self.pid or not self._thread.is_alive():
+            return
+        self._exiting.set()
+        try:
+            while not self._drained.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self._abandon.set()
+            with contextlib.suppress(KeyboardInterrupt):
+                self._drained.wait(5)
+
+    async def _drain_at_exit(self) -> bool:
+        """Finish every pending job; False if told to stop first (the rest stays queued)."""
         timeout = _exit_timeout()
         start = time.monotonic()
         said_at: float | None = None
@@ -244,15 +270,18 @@ class Daemon:
                     f"checkpoint(s), {megabytes:.1f} MB left… Ctrl-C to leave them for "
                     "`replicate wait`"
                 )
-            if timeout is not None and elapsed >= timeout:
+            if self._abandon.is_set() or (timeout is not None and elapsed >= timeout):
+                why = "interrupted" if self._abandon.is_set() else "REPLICATE_EXIT_TIMEOUT reached"
                 console.warn(
-                    f"REPLICATE_EXIT_TIMEOUT reached: leaving {len(pending)} job(s) in the queue; "
-                    "run `replicate wait` to finish them"
+                    f"{why}: leaving {len(pending)} job(s) in the queue "
+                    f"{min(str(j.root) for j in pending)}; "
+                    "run `replicate wait` in the project to upload them"
                 )
-                return
+                return False
             await anyio.sleep(0.05)
         if said_at is not None:
             console.info("all checkpoints saved")
+        return True
 
     def _pending_snapshot(self) -> list[Job]:
         with self._cond:
@@ -264,19 +293,18 @@ class Daemon:
                 mine = [j for j in spool.jobs() if j.owner == self.owner]
                 spool.release_owner(self.owner, forget=not mine)
 
-    def _report_abandoned(self) -> None:
-        """At exit after an interrupted drain: say what is left and how to finish it."""
-        if os.getpid() != self.pid or not self._thread.is_alive():
-            return
-        pending = self._pending_snapshot()
-        if pending:
-            console.warn(
-                f"left {len(pending)} job(s) in the queue; run `replicate wait` to upload them"
-            )
-
 
 def _root(job: Job) -> Path:
     return job.root
+
+
+def _register_exit_hook(hook: Callable[[], None]) -> None:
+    """Run ``hook`` in the main thread when the interpreter starts to exit, before it joins
+    threads. ``threading._register_atexit`` is what concurrent.futures uses for the same need;
+    hooks run last-registered first, so this one runs before its pools shut down."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is not None:
+        register(hook)
 
 
 def _forget_after_fork() -> None:

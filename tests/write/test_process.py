@@ -237,3 +237,31 @@ class TestDamagedSpool:
         assert "machine crash" in waited.stderr
         record = helpers.experiment(url, experiment_id)
         assert checkpoint_ids[-1] not in [c.id for c in record.checkpoints]
+
+
+class TestCtrlCAtExit:
+    def test_ctrl_c_during_the_exit_drain_leaves_the_rest_for_wait(self, tmp_path: Path) -> None:
+        """Ctrl-C while the ended script is still uploading leaves the rest queued and says how to finish."""
+        url = (tmp_path / "repo").as_uri()
+        project = project_for(tmp_path, url)
+        size = 128 * MiB
+        (project / "train.py").write_text(TRAIN.format(steps=3, size=size, after=""))
+        process = subprocess.Popen(
+            [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:
+            seen.append(line)
+            if "still saving" in line:
+                process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=120)
+        stderr = "".join(seen)
+        assert "interrupted: leaving" in stderr, stderr
+        assert "replicate wait" in stderr
+        experiment_id, *checkpoint_ids = out.split()
+        assert json.loads(helpers.cli(project, "queue", "--json").stdout)
+        waited = helpers.cli(project, "wait")
+        assert waited.returncode == 0, waited.stderr
+        assert_landed(url, experiment_id, checkpoint_ids, size)
