@@ -94,18 +94,21 @@ class Grid:
         return sum(self.widths()) + self.gap * (len(self.columns) - 1)
 
     def render(self, console: Console) -> None:
+        """Print the grid in one go (one print per line is slow with 1,000 experiments)."""
         widths = self.widths()
+        lines: list[Text] = []
         header = Text(style="bold")
         self._line(header, [Text(c) for c in self.columns], widths)
-        console.print(header, soft_wrap=True)
+        lines.append(header)
         for cells, below in self.rows:
-            lines = [cell.split("\n") for cell in cells]
-            for n in range(max(len(cell) for cell in lines)):
+            split = [cell.split("\n") for cell in cells]
+            for n in range(max(len(cell) for cell in split)):
                 text = Text()
-                self._line(text, [cell[n] if n < len(cell) else Text() for cell in lines], widths)
-                console.print(text, soft_wrap=True)
+                self._line(text, [cell[n] if n < len(cell) else Text() for cell in split], widths)
+                lines.append(text)
             if below is not None:
-                console.print(below, overflow="fold")
+                lines.append(below)
+        console.print(Text("\n").join(lines), overflow="fold")
 
     def _line(self, out: Text, cells: list[Text], widths: list[int]) -> None:
         last = max((i for i, c in enumerate(cells) if c.plain), default=-1)

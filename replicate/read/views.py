@@ -1,167 +1,36 @@
-"""Read-side views of stored experiments and checkpoints, and the lists that hold them."""
+"""Read-side views of stored experiments, and the list that holds them."""
 
 from __future__ import annotations
 
 import builtins
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any
 
 from replicate.daemon.heartbeat import is_running
 from replicate.ids import short_id
-from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord, PrimaryMetric
+from replicate.read.checkpoints import (
+    CheckpointList,
+    CheckpointView,
+    MetricColumns,
+    UploadState,
+    best_of,
+    primary_value,
+)
+from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord
 
 if TYPE_CHECKING:
-    from replicate.read.files import CheckoutResult
     from replicate.read.source import Source
 
-#: Where a checkpoint not yet in the repository is: its owner is uploading it, it waits
-#: in the local queue for ``replicate wait`` (owner dead), or its upload failed.
-UploadState = Literal["uploading", "queued", "failed"]
-
-
-def primary_value(checkpoint: CheckpointRecord) -> float | None:
-    """The checkpoint's own primary metric as a finite number, or None."""
-    pm = checkpoint.primary_metric
-    value = None if pm is None else checkpoint.metrics.get(pm.name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-class CheckpointView:
-    """A stored checkpoint (or one still in the local upload queue) of an :class:`ExperimentView`."""
-
-    def __init__(
-        self,
-        record: CheckpointRecord,
-        experiment: ExperimentView,
-        upload_state: UploadState | None = None,
-    ) -> None:
-        self.record = record
-        self.experiment = experiment
-        #: None once the checkpoint is in the repository.
-        self.upload_state = upload_state
-
-    @property
-    def id(self) -> str:
-        return self.record.id
-
-    @property
-    def short_id(self) -> str:
-        return short_id(self.record.id)
-
-    @property
-    def created(self) -> datetime:
-        return self.record.created
-
-    @property
-    def step(self) -> int | None:
-        return self.record.step
-
-    @property
-    def metrics(self) -> dict[str, Any]:
-        return self.record.metrics
-
-    @property
-    def path(self) -> str:
-        return self.record.path
-
-    @property
-    def primary_metric(self) -> PrimaryMetric | None:
-        return self.record.primary_metric
-
-    @property
-    def primary_value(self) -> float | None:
-        """The value of this checkpoint's primary metric, if it is a finite number."""
-        return primary_value(self.record)
-
-    def open(self, path: str) -> BinaryIO:
-        """Open one file of this checkpoint (or of its experiment's code) for reading.
-
-        Streams the tarball and keeps only that member, in an anonymous temporary file, so
-        the result is seekable: ``torch.load(checkpoint.open("model.pth"))`` works.
-
-        Raises:
-            DoesNotExist: no such file in the checkpoint or the experiment.
-            CorruptedArchive: the tarball is truncated or damaged.
-        """
-        from replicate.read.files import open_member
-
-        return open_member(self.experiment._source, self.experiment.record, self.record, path)
-
-    def checkout(
-        self, output_dir: str | Path, paths: Sequence[str] | None = None
-    ) -> CheckoutResult:
-        """Write the experiment's code, then this checkpoint's files over it, into ``output_dir``.
-
-        Files are extracted beside the target first and moved into place only when complete;
-        existing files are overwritten. ``paths`` limits it to those files or directories.
-        """
-        from replicate.read.files import checkout
-
-        return checkout(
-            self.experiment._source,
-            self.experiment.record,
-            self.record,
-            Path(output_dir),
-            paths=paths,
-        )
-
-    def __repr__(self) -> str:
-        state = f" {self.upload_state}" if self.upload_state else ""
-        return f"<Checkpoint {self.short_id} step={self.step} metrics={self.metrics!r}{state}>"
-
-
-class MetricColumns(Mapping[str, builtins.list[Any]]):
-    """``checkpoints.metrics["loss"]``: one value per checkpoint, None where it is missing."""
-
-    def __init__(self, checkpoints: Sequence[CheckpointView]) -> None:
-        self._checkpoints = checkpoints
-
-    def __getitem__(self, name: str) -> builtins.list[Any]:
-        if not any(name in c.metrics for c in self._checkpoints):
-            raise KeyError(f"no checkpoint has the metric {name!r}; metrics: {builtins.list(self)}")
-        return [c.metrics.get(name) for c in self._checkpoints]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(name for c in self._checkpoints for name in c.metrics))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-class CheckpointList(builtins.list[CheckpointView]):
-    """An experiment's checkpoints, oldest first, with columns ``.step`` and ``.metrics[name]``."""
-
-    @property
-    def step(self) -> builtins.list[int | None]:
-        return [c.step for c in self]
-
-    @property
-    def metrics(self) -> MetricColumns:
-        return MetricColumns(self)
-
-    @property
-    def created(self) -> builtins.list[datetime]:
-        return [c.created for c in self]
-
-
-def _best(checkpoints: Sequence[CheckpointView]) -> CheckpointView | None:
-    """Same rule as ExperimentRecord.best(): own primary metric, finite numbers, earliest wins."""
-    best: CheckpointView | None = None
-    best_score = 0.0
-    for checkpoint in checkpoints:
-        value = checkpoint.primary_value
-        if value is None:
-            continue
-        assert checkpoint.primary_metric is not None
-        score = value if checkpoint.primary_metric.goal == "maximize" else -value
-        if best is None or score > best_score:
-            best, best_score = checkpoint, score
-    return best
+__all__ = [
+    "CheckpointList",
+    "CheckpointView",
+    "ExperimentList",
+    "ExperimentView",
+    "MetricColumns",
+    "UploadState",
+    "primary_value",
+]
 
 
 class ExperimentView:
@@ -263,7 +132,7 @@ class ExperimentView:
 
     def best(self) -> CheckpointView | None:
         """The best checkpoint by its own primary metric (finite numbers only), or None."""
-        return _best(self.checkpoints)
+        return best_of(self.checkpoints)
 
     def latest(self) -> CheckpointView | None:
         """The most recent checkpoint, or None."""
