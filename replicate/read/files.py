@@ -81,7 +81,8 @@ async def stream_into(
             f"({archive_key(archive.kind, archive.id)})"
         ) from None
     finally:
-        unpacker.abort()
+        with anyio.CancelScope(shield=True):  # closing a file is IO: off the loop
+            await anyio.to_thread.run_sync(unpacker.abort)
 
 
 def open_member(
@@ -98,7 +99,8 @@ def open_member(
             try:
                 await stream_into(repository, archive, sink)
             except BaseException:
-                sink.discard()
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(sink.discard)
                 raise
             if sink.path is not None:
                 return sink.path
