@@ -224,3 +224,79 @@ class TestNotebookExtras:
         frame = experiments.list().to_dataframe()
         assert len(frame) == 3
         assert "params.learning_rate" in frame.columns and "metrics.loss" in frame.columns
+
+
+def _tar_gz(members: dict[str, bytes], *, fmt: int = 1) -> bytes:
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=fmt) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _extract(data: bytes, dest: Path, *, step: int = 1 << 20) -> dict[str, bytes]:
+    from replicate.archive import ExtractTo, Unpacker
+
+    sink = ExtractTo(dest)
+    unpacker = Unpacker(sink, "test.tar.gz")
+    for start in range(0, len(data), step):
+        unpacker.feed(data[start : start + step])
+    unpacker.close()
+    return {rel: (dest / rel).read_bytes() for rel in sink.written}
+
+
+class TestUnpacker:
+    def test_packer_round_trip_byte_by_byte(self, tmp_path: Path) -> None:
+        """What Packer writes (GNU long names included) unpacks the same, fed one byte at a time."""
+        from replicate.archive import Packer
+
+        long_name = "deep/" * 30 + "weights.bin"
+        files = {"a.txt": b"alpha\n", long_name: bytes(range(256)) * 40, "empty": b""}
+        for rel, data in files.items():
+            (tmp_path / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / "src" / rel).write_bytes(data)
+        packer = Packer([(tmp_path / "src" / rel, rel) for rel in files], "someid")
+        data = b"".join(iter(packer.read, b""))
+        assert _extract(data, tmp_path / "out", step=1) == files
+
+    def test_pax_names(self, tmp_path: Path) -> None:
+        """PAX headers (long non-ASCII names, as Go's archive/tar writes) give the right path."""
+        import tarfile
+
+        name = "id/" + "é" * 120 + ".txt"
+        data = _tar_gz({name: b"pax"}, fmt=tarfile.PAX_FORMAT)
+        assert _extract(data, tmp_path) == {name[3:]: b"pax"}
+
+    def test_truncated_and_damaged(self, tmp_path: Path) -> None:
+        """A cut stream or a flipped byte raises CorruptedArchive."""
+        data = _tar_gz({"id/a": b"x" * 5000})
+        with pytest.raises(CorruptedArchive, match="truncated"):
+            _extract(data[:-10], tmp_path / "cut")
+        damaged = bytearray(data)
+        damaged[len(damaged) // 2] ^= 0xFF
+        with pytest.raises(CorruptedArchive):
+            _extract(bytes(damaged), tmp_path / "flipped")
+
+    def test_unsafe_member(self, tmp_path: Path) -> None:
+        """A member escaping the target directory is refused."""
+        with pytest.raises(CorruptedArchive, match="unsafe"):
+            _extract(_tar_gz({"id/../../evil": b"x"}), tmp_path / "out")
+        assert not (tmp_path / "evil").exists()
+
+    def test_multi_member_gzip(self, tmp_path: Path) -> None:
+        """Concatenated gzip members are read as one stream."""
+        import gzip
+        import tarfile
+
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+            info = tarfile.TarInfo("id/two.txt")
+            info.size = 3
+            tar.addfile(info, io.BytesIO(b"two"))
+        body = raw.getvalue()
+        data = gzip.compress(body[:700]) + gzip.compress(body[700:])
+        assert _extract(data, tmp_path) == {"two.txt": b"two"}
