@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
+from rich.cells import cell_len
 from rich.console import Console
 from rich.text import Text
 
@@ -108,8 +109,8 @@ def render_table(
 ) -> None:
     """EXPERIMENT STARTED STATUS [USER] [HOST] PARAMS BEST CHECKPOINT LATEST CHECKPOINT.
 
-    When PARAMS does not fit the terminal as a column, each experiment's params go on an
-    indented line below its row instead.
+    When that is wider than the terminal, USER, HOST and PARAMS go on an indented line
+    below each row instead (``user@host  lr=0.1  optimizer=adam``).
     """
     at = now()
     users = show_all or len({e.user for e in experiments}) > 1
@@ -125,9 +126,25 @@ def render_table(
             f"{n}={format_value(experiment.params[n])}" for n in names if n in experiment.params
         ]
 
-    def grid(params_column: bool) -> _render.Grid:
+    def below(experiment: ExperimentView) -> Text | None:
+        who = "@".join(
+            filter(None, [experiment.user if users else "", experiment.host if hosts else ""])
+        )
+        parts = ([who] if who else []) + params(experiment)
+        if not parts:
+            return None
+        lines = ["  " + parts[0]]
+        for part in parts[1:]:  # wrap between params, never inside one
+            if cell_len(lines[-1]) + 2 + cell_len(part) > console.width:
+                lines.append("  " + part)
+            else:
+                lines[-1] += "  " + part
+        return Text("\n".join(lines), style="dim")
+
+    def grid(wide: bool) -> _render.Grid:
         columns = ["EXPERIMENT", "STARTED", "STATUS"]
-        columns += ["USER"] * users + ["HOST"] * hosts + ["PARAMS"] * params_column
+        if wide:
+            columns += ["USER"] * users + ["HOST"] * hosts + ["PARAMS"] * bool(names)
         grid = _render.Grid(*columns, "BEST CHECKPOINT", "LATEST CHECKPOINT")
         for experiment in experiments:
             status = Text(experiment.status)
@@ -140,23 +157,19 @@ def render_table(
                 ago(experiment.created, at, short=True),
                 status,
             ]
-            row += [experiment.user] * users + [experiment.host] * hosts
-            if params_column:
-                row.append("\n".join(params(experiment)))
+            if wide:
+                row += [experiment.user] * users + [experiment.host] * hosts
+                row += ["\n".join(params(experiment))] * bool(names)
             best, latest = experiment.best(), experiment.latest()
             row.append(_render.checkpoint_cell(best))
             row.append(_render.checkpoint_cell(latest, metric=latest is not best))
-            below = None
-            if not params_column and params(experiment):
-                below = Text("  " + "  ".join(params(experiment)), style="dim")
-            grid.add_row(*row, below=below)
+            grid.add_row(*row, below=None if wide else below(experiment))
         return grid
 
-    wide = grid(params_column=bool(names))
-    if wide.width() <= console.width or not names:
-        wide.render(console)
-    else:
-        grid(params_column=False).render(console)
+    table = grid(wide=True)
+    if table.width() > console.width and (names or users or hosts):
+        table = grid(wide=False)
+    table.render(console)
 
 
 @click.command("ls")
