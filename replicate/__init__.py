@@ -19,6 +19,7 @@ from replicate.errors import (
     ValidationError,
 )
 from replicate.experiment import Checkpoint, Experiment
+from replicate.read import experiments
 
 __all__ = [
     "AmbiguousID",
@@ -37,5 +38,6 @@ __all__ = [
     "UploadFailed",
     "ValidationError",
     "__version__",
+    "experiments",
     "init",
 ]

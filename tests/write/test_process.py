@@ -240,11 +240,14 @@ class TestDamagedSpool:
 
 
 class TestCtrlCAtExit:
-    def test_ctrl_c_during_the_exit_drain_leaves_the_rest_for_wait(self, tmp_path: Path) -> None:
+    @pytest.mark.s3
+    def test_ctrl_c_during_the_exit_drain_leaves_the_rest_for_wait(
+        self, s3_bucket: str, tmp_path: Path
+    ) -> None:
         """Ctrl-C while the ended script is still uploading leaves the rest queued and says how to finish."""
-        url = (tmp_path / "repo").as_uri()
+        url = f"s3://{s3_bucket}/repo"  # ~100 MB/s here: the drain lasts long enough to interrupt
         project = project_for(tmp_path, url)
-        size = 128 * MiB
+        size = 64 * MiB
         (project / "train.py").write_text(TRAIN.format(steps=3, size=size, after=""))
         process = subprocess.Popen(
             [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
