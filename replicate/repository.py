@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Literal
@@ -116,24 +117,32 @@ class Repository:
         Unreadable ones are passed to ``on_corrupt`` and skipped; without it they raise.
         """
         ids = await self.experiment_ids()
-        results: dict[str, ExperimentRecord] = {}
+        raw: dict[str, bytes] = {}
         limiter = anyio.CapacityLimiter(READ_CONCURRENCY)
 
-        async def load(id: str) -> None:
+        async def fetch(id: str) -> None:
             async with limiter:
+                with contextlib.suppress(ObjectNotFound):  # deleted while we listed
+                    raw[id] = await self.storage.read(experiment_key(id))
+
+        async with anyio.create_task_group() as tg:
+            for id in ids:
+                tg.start_soon(fetch, id)
+
+        def decode_all() -> list[ExperimentRecord]:
+            # CPU work, off the loop (and after the reads, which it would otherwise stall)
+            records = []
+            for id, data in raw.items():
                 try:
-                    results[id] = await self.load_experiment(id)
-                except DoesNotExist:
-                    pass  # deleted while we listed
+                    records.append(decode_experiment(data, experiment_key(id)))
                 except CorruptedMetadata as exc:
                     if on_corrupt is None:
                         raise
                     on_corrupt(exc)
+            return records
 
-        async with anyio.create_task_group() as tg:
-            for id in ids:
-                tg.start_soon(load, id)
-        return sorted(results.values(), key=lambda r: r.created)
+        records = await anyio.to_thread.run_sync(decode_all)
+        return sorted(records, key=lambda r: r.created)
 
     async def delete_experiment(self, record: ExperimentRecord) -> None:
         """Delete an experiment, its heartbeat and every archive it owns (data after metadata)."""
