@@ -133,9 +133,12 @@ def note(text: str) -> None:
     sys.stdout.flush()
 
 
+_STARTED = time.perf_counter()
+
+
 def progress(text: str) -> None:
-    """Progress on stderr, so stdout stays the report."""
-    print(f"  … {text}", file=sys.stderr, flush=True)
+    """Progress on stderr (with seconds since the benchmark started), so stdout stays the report."""
+    print(f"  … [{time.perf_counter() - _STARTED:6.1f} s] {text}", file=sys.stderr, flush=True)
 
 
 def record_summary(

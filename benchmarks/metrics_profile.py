@@ -4,18 +4,21 @@ Measured in this process only, by wrapping library functions with timers (nothin
 on disk); a wrapped name that no longer exists is reported as n/a.
 
 1. Per-call components in the training thread (validation, job dir mkdir, manifest JSON,
-   write+fsync+rename, hand-off to the daemon, the rest) and the training thread's own CPU
-   against its wall time, in three regimes: free-running (the worker commits in the
-   background), serial (each checkpoint has landed before the next call, so the worker starts
-   from idle), and free-running with a 0.5 ms GIL switch interval.
+   write+fsync+rename, hand-off to the daemon, the rest), wall and thread CPU (kernel time in
+   syscalls included), in three regimes: free-running (the worker commits in the background),
+   serial (each checkpoint has landed before the next call, so the worker starts from idle;
+   fewer calls, since a metrics-only commit may be deferred to coalesce), and free-running with
+   a 0.5 ms GIL switch interval.
 2. Worker side: CPU per checkpoint of the daemon thread and its helper threads, number of
    experiment-JSON writes (coalescing), time in ``encode_experiment`` on the loop, and how long
    the event loop was blocked (a 1 ms sleeper's oversleep).
 3. ``encode_experiment`` alone against the number of checkpoints in the experiment, next to
    ``json.dumps`` without indent (CPython's C encoder is used only when ``indent is None``).
-4. The idle round trip of the daemon hand-off, and an fsync'd small write (the floors).
+4. Floors, daemon idle: one round trip to the daemon loop, and three ways to make a ~600-byte
+   manifest durable (benchmarks/_floors.py): new file per job in a growing directory (the
+   spool's shape), rename over one name, append + fdatasync to a log.
 5. cProfile of the training thread (cProfile sees only the thread that enables it), top entries
-   by own time: time blocked waiting for the loop thread shows up as lock acquires.
+   by own time (a syscall's own time includes re-taking the GIL after it).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import cProfile
 import json
 import os
 import pstats
-import subprocess
 import sys
 import threading
 import time
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import replicate
 import replicate.experiment
@@ -53,7 +55,7 @@ from benchmarks._common import (
     ratio,
     temp_dir,
 )
-from benchmarks.metrics_only import durable_write
+from benchmarks._floors import Floors
 from replicate.daemon import Daemon
 from replicate.records import CheckpointRecord, ExperimentRecord, PrimaryMetric, encode_experiment
 
@@ -69,6 +71,7 @@ class Probe:
 
     main: int = field(default_factory=threading.get_ident)
     times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    cpu_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     loop_times: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     missing: list[str] = field(default_factory=list)
     _undo: list[tuple[Any, str, Any]] = field(default_factory=list)
@@ -84,13 +87,14 @@ class Probe:
         probe = self
 
         def timed_call(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.thread_time()
             try:
                 return original(*args, **kwargs)
             finally:
                 elapsed = time.perf_counter() - start
                 if threading.get_ident() == probe.main:
                     probe.times[name].append(elapsed)
+                    probe.cpu_times[name].append(time.thread_time() - cpu)
                 else:
                     probe.loop_times[name].append(elapsed)
 
@@ -121,6 +125,7 @@ class Probe:
 
     def reset(self) -> None:
         self.times.clear()
+        self.cpu_times.clear()
         self.loop_times.clear()
 
 
@@ -195,59 +200,6 @@ class LoopLag:
         return sum(lag for lag in self.lags if lag > threshold)
 
 
-# ---- fsync latency seen by another process (no GIL shared with us) ---------------------------
-
-_FSYNC_PROBE = """
-import json, os, sys, time
-directory, stop = sys.argv[1], sys.argv[2]
-body = b"x" * 300
-times = []
-n = 0
-while not os.path.exists(stop):
-    start = time.perf_counter()
-    job = os.path.join(directory, f"{n:08d}")
-    os.mkdir(job)
-    temp = os.path.join(job, ".job.json.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.write(fd, body)
-    os.fsync(fd)
-    os.close(fd)
-    os.rename(temp, os.path.join(job, "job.json"))
-    times.append(time.perf_counter() - start)
-    n += 1
-    time.sleep(0.01)
-print(json.dumps(times))
-"""
-
-
-class FsyncProbe:
-    """A subprocess doing an fsync'd small write every 10 ms on the same filesystem."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.stop_file = directory / "STOP"
-        self.process: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> Self:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _FSYNC_PROBE, str(self.directory), str(self.stop_file)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(0.2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop_file.touch()
-
-    def times(self) -> list[float]:
-        assert self.process is not None
-        out, _ = self.process.communicate(timeout=30)
-        values: list[float] = json.loads(out)
-        return values[1:]  # the first write also created the directory's blocks
-
-
 # ---- one regime -------------------------------------------------------------------------------
 
 
@@ -263,8 +215,7 @@ class Regime:
     lags: list[float]
     blocked: float
     loop_seconds: float
-    fsync_idle: list[float] = field(default_factory=list)
-    fsync_busy: list[float] = field(default_factory=list)
+    component_cpu: dict[str, list[float]] = field(default_factory=dict)
 
 
 def _metrics(i: int) -> dict[str, float]:
@@ -289,7 +240,6 @@ def _run_regime(
     *,
     serial: bool = False,
     switch: float | None = None,
-    fsync_probe: bool = False,
 ) -> Regime:
     progress(f"{name}: {n} metrics-only checkpoints")
     with temp_dir("rbench-mprof") as tmp:
@@ -297,13 +247,6 @@ def _run_regime(
             project_dir=tmp, repository=f"file://{tmp / 'repository'}", params={"regime": name}
         )
         experiment.wait()
-        fsync_idle: list[float] = []
-        busy_probe: FsyncProbe | None = None
-        if fsync_probe:
-            with FsyncProbe(tmp / "probe-idle") as idle_probe:
-                time.sleep(1.0)
-            fsync_idle = idle_probe.times()
-            busy_probe = FsyncProbe(tmp / "probe-busy").__enter__()
         daemon = Daemon.get()
         lag = LoopLag(daemon)
         lag.start()
@@ -322,10 +265,9 @@ def _run_regime(
                 wall.append(time.perf_counter() - t0)
                 if serial:
                     checkpoint.wait()
-            if busy_probe is not None:
-                busy_probe.__exit__()
             experiment.wait()
         loop_seconds = time.perf_counter() - started
+        progress(f"{name}: done in {loop_seconds:.1f} s")
         after = _thread_cpu()
         lag.stop()
         experiment.stop()
@@ -340,8 +282,7 @@ def _run_regime(
         list(lag.lags),
         lag.blocked(),
         loop_seconds,
-        fsync_idle,
-        busy_probe.times() if busy_probe is not None else [],
+        {k: list(v) for k, v in probe.cpu_times.items()},
     )
 
 
@@ -359,43 +300,45 @@ def _components_table(regimes: list[Regime], probe: Probe) -> None:
     ]
     header = ["component (training thread)"]
     for regime in regimes:
-        header += [f"{regime.name} p50", "mean", "share"]
+        header += [f"{regime.name}: p50", "CPU p50", "share"]
     rows = []
-    for component in [*order, "rest of checkpoint()", "TOTAL wall", "training-thread CPU"]:
+    for component in [*order, "rest of checkpoint()", "TOTAL"]:
         row: list[object] = [component]
         for regime in regimes:
             total_mean = _mean(regime.wall)
-            if component == "TOTAL wall":
-                values = regime.wall
-            elif component == "training-thread CPU":
-                values = regime.cpu
-            elif component == "rest of checkpoint()":
+            if component == "TOTAL":
+                row += [fmt_s(p50(regime.wall)), fmt_s(p50(regime.cpu)), "100%"]
+                continue
+            if component == "rest of checkpoint()":
                 known = sum(
                     _mean(regime.components[c])
                     for c in order
                     if c != "manifest JSON" and regime.components.get(c)
                 )
-                row += ["", fmt_s(total_mean - known), f"{(total_mean - known) / total_mean:.0%}"]
+                row += ["", "", f"{(total_mean - known) / total_mean:.0%}"]
                 continue
-            else:
-                values = regime.components.get(component, [])
-                if component == "commit (write+fsync+rename)" and values:
-                    manifest = regime.components.get("manifest JSON", [])
-                    if len(manifest) == len(values):
-                        values = [c - m for c, m in zip(values, manifest, strict=True)]
+            values = regime.components.get(component, [])
+            cpu = regime.component_cpu.get(component, [])
+            if component == "commit (write+fsync+rename)" and values:
+                manifest = regime.components.get("manifest JSON", [])
+                manifest_cpu = regime.component_cpu.get("manifest JSON", [])
+                if len(manifest) == len(values) and len(manifest_cpu) == len(cpu):
+                    values = [c - m for c, m in zip(values, manifest, strict=True)]
+                    cpu = [c - m for c, m in zip(cpu, manifest_cpu, strict=True)]
             if not values:
                 row += ["n/a" if component in probe.missing else "not called", "", ""]
                 continue
             share = _mean(values) / total_mean
-            row += [fmt_s(p50(values)), fmt_s(_mean(values)), f"{share:.0%}"]
+            row += [fmt_s(p50(values)), fmt_s(p50(cpu)), f"{share:.0%}"]
         rows.append(row)
     print_table(
         "1. metrics-only checkpoint(): time per component in the training thread",
         header,
         rows,
     )
+    note("p50 = wall; CPU = time.thread_time() of the training thread, kernel time included;")
+    note("wall - CPU = waiting (disk, GIL, loop). share = mean of the component / mean total.")
     note("commit excludes the manifest JSON (shown separately); 'rest' = record, ids, lock, …")
-    note("training-thread CPU = time.thread_time(); wall - CPU = waiting (fsync, GIL, loop).")
     if probe.missing:
         note(f"not found in this library version (n/a): {', '.join(probe.missing)}")
     tail = []
@@ -405,19 +348,35 @@ def _components_table(regimes: list[Regime], probe: Probe) -> None:
         tail.append(
             [
                 regime.name,
+                regime.n,
                 fmt_s(p50(regime.wall)),
                 fmt_s(p99(regime.wall)),
                 fmt_s(max(regime.wall)),
                 fmt_s(p50(wait)),
                 fmt_s(p99(submit)) if submit else "n/a",
                 fmt_s(max(submit)) if submit else "n/a",
+                fmt_s(p99(regime.lags)) if regime.lags else "n/a",
+                fmt_s(max(regime.lags)) if regime.lags else "n/a",
             ]
         )
     print_table(
         "   tails: where the p99 comes from",
-        ["regime", "p50", "p99", "max", "wait p50", "hand-off p99", "hand-off max"],
+        [
+            "regime",
+            "n",
+            "p50",
+            "p99",
+            "max",
+            "wait p50",
+            "hand-off p99",
+            "hand-off max",
+            "loop lag p99",
+            "loop lag max",
+        ],
         tail,
     )
+    note("hand-off = Daemon.submit(); if it tracks the loop lag, the training thread waits for the")
+    note("loop thread (anyio's start_task_soon does; loop.call_soon_threadsafe does not).")
 
 
 def _worker_table(regimes: list[Regime]) -> None:
@@ -467,9 +426,8 @@ def _worker_table(regimes: list[Regime]) -> None:
     )
     note("CPU columns are per checkpoint (thread CPU / N, 10 ms tick resolution summed over N);")
     note("JSON writes = save_experiment calls for N checkpoints (N = no coalescing);")
-    note("lag = oversleep of a 1 ms sleeper in the daemon loop; blocked = sum of lags > 2 ms.")
-    note("While the loop is blocked, submit() waits: anyio's start_task_soon is a synchronous")
-    note("round trip (call_soon_threadsafe + Future.result()) to the loop thread.")
+    note("lag = oversleep of a 1 ms sleeper in the daemon loop; blocked = sum of lags > 2 ms;")
+    note("encode_experiment runs on the loop thread and holds the GIL while it runs.")
 
 
 def _encode_table(quick: bool) -> None:
@@ -547,39 +505,42 @@ def _time(fn: Callable[[], object], repeats: int) -> list[float]:
     return out
 
 
-def _floors_table(n: int, free: Regime) -> None:
+def _floors_table(n: int) -> None:
     daemon = Daemon.get()
 
     async def noop() -> None:
         return None
 
-    round_trips = [_time(lambda: daemon.call(noop), 1)[0] for _ in range(n)]
+    round_trips = [_time(partial(daemon.call, noop), 1)[0] for _ in range(200)]
     with temp_dir("rbench-floor") as tmp:
-        writes = [durable_write(tmp, i) for i in range(n)]
-    print_table(
-        "4. floors, daemon idle",
-        ["operation", "p50", "p99"],
+        floors = Floors(tmp)
+        shapes = {
+            "new file per job + fsync + rename (spool's shape)": [
+                floors.new_file() for _ in range(n)
+            ],
+            "temp file + fsync + rename over one name": [floors.rename_over() for _ in range(n)],
+            "append to one log + fdatasync": [floors.append() for _ in range(n)],
+        }
+        floors.close()
+    rows: list[list[object]] = [
         [
-            [
-                "daemon.call(no-op coroutine): one round trip",
-                fmt_s(p50(round_trips)),
-                fmt_s(p99(round_trips)),
-            ],
-            ["mkdir + write + fsync + rename ~300 B", fmt_s(p50(writes)), fmt_s(p99(writes))],
-            [
-                "same, in another process, replicate idle",
-                fmt_s(p50(free.fsync_idle)),
-                fmt_s(p99(free.fsync_idle)),
-            ],
-            [
-                "same, in another process, during 'free'",
-                fmt_s(p50(free.fsync_busy)),
-                fmt_s(p99(free.fsync_busy)),
-            ],
-        ],
+            "daemon.call(no-op coroutine): one round trip",
+            fmt_s(p50(round_trips)),
+            fmt_s(p99(round_trips)),
+            "",
+        ]
+    ]
+    for label, samples in shapes.items():
+        walls = [w for w, _ in samples]
+        cpus = [c for _, c in samples]
+        rows.append([label, fmt_s(p50(walls)), fmt_s(p99(walls)), fmt_s(p50(cpus))])
+    print_table(
+        f"4. floors, daemon idle ({n} manifests of 600 B per shape)",
+        ["operation", "p50", "p99", "CPU p50"],
+        rows,
     )
-    note("another process shares the disk (journal) but not our GIL: its slowdown during the run")
-    note("is filesystem contention; the rest of the in-process slowdown is the GIL / loop.")
+    note("CPU is kernel time for the disk shapes: a new inode + directory entry per job makes the")
+    note("fsync's journal commit bigger than appending to one file.")
 
 
 def _profile(n: int) -> None:
@@ -626,8 +587,8 @@ def _profile(n: int) -> None:
         ["function (own time)", "calls", "own/ckpt", "share", "cum/ckpt"],
         rows,
     )
-    note("lock.acquire / Condition.wait own time = the training thread blocked on another thread")
-    note("(the daemon hand-off's Future.result(), or the GIL after a syscall).")
+    note("own time of a builtin that releases the GIL (open, fsync, …) includes taking the GIL")
+    note("back; lock.acquire own time = the training thread waiting on another thread.")
 
 
 def run(options: Options) -> None:
@@ -636,16 +597,19 @@ def run(options: Options) -> None:
     _install(probe)
     try:
         regimes = [
-            _run_regime("free", n, probe, fsync_probe=True),
-            _run_regime("serial", n, probe, serial=True),
+            _run_regime("free", n, probe),
+            _run_regime("serial", min(n, 150), probe, serial=True),
             _run_regime("free, switch 0.5 ms", n, probe, switch=0.0005),
         ]
     finally:
         probe.restore()
+    progress("tables")
     _components_table(regimes, probe)
     _worker_table(regimes)
+    progress("encode_experiment sizes")
     _encode_table(options.quick)
-    _floors_table(200, regimes[0])
+    progress("floors")
+    _floors_table(300 if options.quick else 1000)
     _profile(300 if options.quick else 1000)
     free, serial = regimes[0], regimes[1]
     note("")
