@@ -76,6 +76,13 @@ class Checkpoint:
         return True
 
     @property
+    def sha256(self) -> str | None:
+        """The sha256 of the uploaded tarball once it landed (None before, or without files)."""
+        if not self._future.done() or self._future.exception() is not None:
+            return None
+        return self._future.result().sha256 or None
+
+    @property
     def error(self) -> str | None:
         """Why the upload failed, if it did."""
         if not self._future.done():

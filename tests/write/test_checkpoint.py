@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -47,6 +48,9 @@ class TestCheckpointsLand:
         assert [c.step for c in record.checkpoints] == [0, 1, 2, 3]
         assert math.isnan(record.checkpoints[0].metrics["nan"])
         assert record.best() is not None and record.best().step == 3  # type: ignore[union-attr]
+        for checkpoint in experiment.checkpoints:
+            tarball = helpers.read(repo_url, f"checkpoints/{checkpoint.id}.tar.gz")
+            assert checkpoint.sha256 == hashlib.sha256(tarball).hexdigest()
         for step, id in enumerate(ids):
             members = helpers.tar_members(repo_url, "checkpoints", id)
             assert members == {f"{id}/model.pth": f"weights at step {step}\n".encode() * 1000}
