@@ -115,12 +115,15 @@ def _sample(side: Side, server: Seaweed | None, fn: Callable[[], float | None]) 
     side.wall.append(result if result is not None and result > 0 else wall)
 
 
-def _checkpoint_fn(experiment: replicate.Experiment, side: Side) -> Callable[[], float | None]:
+def _checkpoint_fn(
+    experiment: replicate.Experiment, side: Side, landed: list[str]
+) -> Callable[[], float | None]:
     def go() -> float | None:
         start = time.perf_counter()
         checkpoint = experiment.checkpoint(path="model.pth", quiet=True)
         side.blocking.append(time.perf_counter() - start)
         checkpoint.wait()
+        landed.append(checkpoint.id)
         return None
 
     return go
@@ -136,7 +139,11 @@ def _compare(
     baseline: Callable[[], float | None],
     after_baseline: Callable[[], None],
     server: Seaweed | None,
+    repository_dir: Path | None = None,
 ) -> tuple[Side, Side]:
+    """ABBA samples; with ``repository_dir`` (disk), each landed tarball is deleted afterwards,
+    as the baseline deletes its outputs, so both sides recycle the same page-cache memory (on
+    this VM, page cache in never-touched guest RAM costs several times more to fill)."""
     base, mine = Side(), Side()
     progress(f"{label}, {fmt_bytes(size)}: {samples} samples per side")
     for i in range(samples * 2):
@@ -144,7 +151,11 @@ def _compare(
         settle()
         rewrite(source, project / "model.pth")
         if replicate_turn:
-            _sample(mine, server, _checkpoint_fn(experiment, mine))
+            landed: list[str] = []
+            _sample(mine, server, _checkpoint_fn(experiment, mine, landed))
+            if repository_dir is not None:
+                for checkpoint_id in landed:
+                    (repository_dir / "checkpoints" / f"{checkpoint_id}.tar.gz").unlink()
         else:
             _sample(base, server, baseline)
             after_baseline()
@@ -171,6 +182,7 @@ def _row(label: str, size: int, base: Side, mine: Side, server: bool) -> list[ob
 
 def run(options: Options) -> None:
     rows = []
+    samples_seen: list[tuple[str, int, Side, Side]] = []
     with temp_dir("rbench-durable") as tmp:
         project, workdir = tmp / "project", tmp / "work"
         project.mkdir()
@@ -194,9 +206,11 @@ def run(options: Options) -> None:
                 lambda: cp_and_gzip(project / "model.pth", workdir),
                 lambda: _cleanup(workdir),
                 None,
+                tmp / "repository",
             )
             rows.append(_row("disk: cp + isal gzip -1", size, base, mine, False))
             _summary("disk", size, base, mine)
+            samples_seen.append(("disk", size, base, mine))
         experiment.stop()
 
         with seaweed(BUCKET) as server:
@@ -222,6 +236,7 @@ def run(options: Options) -> None:
                 )
                 rows.append(_row("S3: aiobotocore multipart", size, base, mine, True))
                 _summary("S3 (SeaweedFS)", size, base, mine)
+                samples_seen.append(("S3", size, base, mine))
             experiment.stop()
 
     print_table(
@@ -244,6 +259,15 @@ def run(options: Options) -> None:
     )
     note("p50 of n samples per side, ABBA-interleaved, os.sync() + rewrite before each sample.")
     note("blocking = the checkpoint() call itself; CPU = process / weed CPU seconds per sample.")
+    note("disk: each side deletes its output after a sample (so both reuse page-cache memory).")
+    for where, size, base, mine in samples_seen:
+        note(
+            f"{where} {fmt_bytes(size)} samples in ABBA order: baseline "
+            + " ".join(fmt_s(t) for t in base.wall)
+            + "; replicate "
+            + " ".join(fmt_s(t) for t in mine.wall)
+            + " (replicate's 1st, 3rd, … follow a baseline sample, 2nd, 4th, … a replicate one)"
+        )
     note("S3 baseline: 8 MiB parts, 4 in flight, raw file bytes (replicate sends a tar.gz of")
     note("them: random bytes do not compress, so the sizes match within 0.1 %).")
 
