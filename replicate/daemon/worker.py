@@ -6,11 +6,11 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from replicate import archive
 from replicate.daemon.jobs import Job
@@ -184,14 +184,15 @@ class Worker:
         packer = archive.Packer(raw)
         digest = hashlib.sha256()
 
-        def next_chunk() -> bytes:
-            chunk = packer.read()
-            digest.update(chunk)  # hashing is CPU work too: done in the worker thread
-            return chunk
+        async def hashed(chunks: MemoryObjectReceiveStream[bytes]) -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                # CPU work off the loop, in parallel with packing (hashlib drops the GIL)
+                await anyio.to_thread.run_sync(digest.update, chunk)
+                yield chunk
 
         async def produce(send: MemoryObjectSendStream[bytes]) -> None:
             async with send:
-                while chunk := await anyio.to_thread.run_sync(next_chunk):
+                while chunk := await anyio.to_thread.run_sync(packer.read):
                     try:
                         await send.send(chunk)
                     except anyio.BrokenResourceError:
@@ -204,7 +205,7 @@ class Worker:
         try:
             async with self._uploads, anyio.create_task_group() as tg, receive:
                 tg.start_soon(produce, send)
-                sent = await repository.upload_archive(kind, id, receive)
+                sent = await repository.upload_archive(kind, id, hashed(receive))
         except BaseExceptionGroup as group:
             raise first_error(group) from None
         stored = await repository.archive_size(kind, id)
