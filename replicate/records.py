@@ -303,9 +303,38 @@ def _loads(data: bytes) -> dict[str, Any]:
     return cast(dict[str, Any], obj)
 
 
-def encode_experiment(record: ExperimentRecord) -> bytes:
-    """Serialize like Keepsake: UTF-8 JSON with 1-space indent."""
-    return _dumps(record.to_dict())
+#: checkpoint id -> (the record, its encoded JSON text nested in an experiment)
+EncodingCache = dict[str, tuple["CheckpointRecord", str]]
+
+
+def encode_experiment(record: ExperimentRecord, cache: EncodingCache | None = None) -> bytes:
+    """Serialize like Keepsake: UTF-8 JSON with 1-space indent.
+
+    With ``cache`` (checkpoint id -> the record and its encoded text), each checkpoint is encoded once over
+    the life of a writer: the JSON grows with every checkpoint and is rewritten often, and
+    re-encoding all of it each time is O(n) per write of work that holds the GIL.
+    """
+    if cache is None:
+        return _dumps(record.to_dict())
+    head = record.to_dict()
+    head["checkpoints"] = []
+    text = json.dumps(head, indent=1, ensure_ascii=False, allow_nan=False)
+    if not record.checkpoints:
+        return text.encode("utf-8")
+    parts = []
+    for checkpoint in record.checkpoints:
+        cached = cache.get(checkpoint.id)
+        if cached is not None and (cached[0] is checkpoint or cached[0] == checkpoint):
+            parts.append(cached[1])
+            continue
+        body = json.dumps(checkpoint.to_dict(), indent=1, ensure_ascii=False, allow_nan=False)
+        part = "  " + body.replace("\n", "\n  ")  # nested two levels deep
+        cache[checkpoint.id] = (checkpoint, part)
+        parts.append(part)
+    # Only the top-level key sits at one space after a newline; nested keys sit deeper.
+    placeholder = '\n "checkpoints": [],'
+    listing = '\n "checkpoints": [\n' + ",\n".join(parts) + "\n ],"
+    return text.replace(placeholder, listing, 1).encode("utf-8")
 
 
 def decode_experiment(data: bytes, key: str) -> ExperimentRecord:

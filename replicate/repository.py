@@ -20,6 +20,7 @@ from replicate.errors import (
 from replicate.ids import short_id
 from replicate.records import (
     CheckpointRecord,
+    EncodingCache,
     ExperimentRecord,
     HeartbeatRecord,
     decode_experiment,
@@ -94,8 +95,11 @@ class Repository:
 
     # ---- experiments ---------------------------------------------------------------------
 
-    async def save_experiment(self, record: ExperimentRecord) -> None:
-        await self.storage.write(experiment_key(record.id), encode_experiment(record))
+    async def save_experiment(
+        self, record: ExperimentRecord, cache: EncodingCache | None = None
+    ) -> None:
+        """Write the experiment JSON (the commit point); ``cache``: see encode_experiment."""
+        await self.storage.write(experiment_key(record.id), encode_experiment(record, cache))
 
     async def load_experiment(self, id: str) -> ExperimentRecord:
         """Load one experiment by its full id; DoesNotExist if absent."""

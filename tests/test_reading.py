@@ -252,14 +252,14 @@ def _extract(data: bytes, dest: Path, *, step: int = 1 << 20) -> dict[str, bytes
 class TestUnpacker:
     def test_packer_round_trip_byte_by_byte(self, tmp_path: Path) -> None:
         """What Packer writes (GNU long names included) unpacks the same, fed one byte at a time."""
-        from replicate.archive import Packer
+        from replicate.archive import Packer, tar_stream
 
         long_name = "deep/" * 30 + "weights.bin"
         files = {"a.txt": b"alpha\n", long_name: bytes(range(256)) * 40, "empty": b""}
         for rel, data in files.items():
             (tmp_path / "src" / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / "src" / rel).write_bytes(data)
-        packer = Packer([(tmp_path / "src" / rel, rel) for rel in files], "someid")
+        packer = Packer(tar_stream([(tmp_path / "src" / rel, rel) for rel in files], "someid"))
         data = b"".join(iter(packer.read, b""))
         assert _extract(data, tmp_path / "out", step=1) == files
 

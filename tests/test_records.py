@@ -15,6 +15,7 @@ from replicate import records
 from replicate.errors import CorruptedMetadata, ReplicateError, ValidationError
 from replicate.records import (
     CheckpointRecord,
+    EncodingCache,
     ExperimentRecord,
     HeartbeatRecord,
     PrimaryMetric,
@@ -582,3 +583,13 @@ class TestDecoding:
         with pytest.raises(CorruptedMetadata) as info:
             decode_heartbeat(data, "metadata/heartbeats/e.json")
         assert info.value.key == "metadata/heartbeats/e.json"
+
+
+class TestIncrementalEncoding:
+    @settings(max_examples=50, deadline=None)
+    @given(experiments)
+    def test_cached_encoding_is_byte_identical(self, record: ExperimentRecord) -> None:
+        """Encoding with a per-checkpoint cache gives exactly the bytes of a full encode."""
+        cache: EncodingCache = {}
+        assert encode_experiment(record, cache) == encode_experiment(record)
+        assert encode_experiment(record, cache) == encode_experiment(record)  # from the cache

@@ -22,7 +22,7 @@ from replicate.errors import (
     StorageError,
     TransientStorageError,
 )
-from replicate.records import CheckpointRecord, ExperimentRecord
+from replicate.records import CheckpointRecord, EncodingCache, ExperimentRecord
 from replicate.repository import ArchiveKind
 from replicate.storage._common import first_error
 
@@ -59,6 +59,8 @@ class _Experiment:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     pending: list[CheckpointRecord] = field(default_factory=list)
     committed: set[str] = field(default_factory=set)
+    #: checkpoint id -> its encoded JSON, so each rewrite only encodes what is new
+    encoded: EncodingCache = field(default_factory=dict)
     #: when the last JSON write ended, and how long it took (for the write rate limit)
     last_write_end: float = 0.0
     last_write_cost: float = 0.0
@@ -245,7 +247,7 @@ class Worker:
             ordered = sorted(known.values(), key=lambda c: c.created)
             record = state.record.with_checkpoints(ordered)
             started = time.monotonic()
-            await repository.save_experiment(record)
+            await repository.save_experiment(record, state.encoded)
             state.last_write_end = time.monotonic()
             state.last_write_cost = state.last_write_end - started
             state.record = record
