@@ -68,7 +68,6 @@ class Daemon:
         self._cond = threading.Condition()
         self._futures: dict[str, Future[Landed]] = {}
         self._pending: dict[str, Job] = {}
-        self._failed: dict[str, tuple[Job, JobFailed]] = {}
         self._spools: dict[Path, Spool] = {}
         self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop
@@ -133,10 +132,6 @@ class Daemon:
         self._loop.call_soon_threadsafe(self._jobs.start_soon, self._worker.run, job)
         return future
 
-    def pending_bytes(self, root: Path | None = None) -> int:
-        with self._cond:
-            return sum(j.size for j in self._pending.values() if root is None or _root(j) == root)
-
     def wait_for_room(
         self, root: Path, incoming: int, budget: int, on_block: Callable[[], None]
     ) -> None:
@@ -161,10 +156,6 @@ class Daemon:
             except TimeoutError:
                 return False
         return True
-
-    def failures(self) -> list[tuple[Job, JobFailed]]:
-        with self._cond:
-            return list(self._failed.values())
 
     def start_heartbeat(self, url: str, experiment_id: str) -> None:
         self.call(self._heartbeats.start, url, experiment_id)
@@ -216,7 +207,6 @@ class Daemon:
     def _landed(self, landed: Landed) -> None:
         with self._cond:
             self._pending.pop(landed.job.id, None)
-            self._failed.pop(landed.job.id, None)
             future = self._futures.pop(landed.job.id, None)
             self._cond.notify_all()
         if future is not None:
@@ -229,7 +219,6 @@ class Daemon:
         )
         with self._cond:
             self._pending.pop(job.id, None)
-            self._failed[job.id] = (job, failure)
             future = self._futures.pop(job.id, None)
             self._cond.notify_all()
         if future is not None:

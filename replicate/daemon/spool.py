@@ -110,9 +110,6 @@ class Spool:
         if fd is not None:
             os.close(fd)
 
-    def holds(self, owner: str) -> bool:
-        return self._lock_path(owner) in _held
-
     def owner_alive(self, owner: str) -> bool:
         """True if another live process holds ``owner``'s lock, or this process is ``owner``."""
         path = self._lock_path(owner)
