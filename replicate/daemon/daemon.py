@@ -39,6 +39,10 @@ ANNOUNCE_AFTER = 0.25
 PROGRESS_EVERY = 5.0
 
 
+def _fsync_data() -> bool:
+    return os.environ.get("REPLICATE_FSYNC", "").strip().lower() in ("1", "true", "yes")
+
+
 def _exit_timeout() -> float | None:
     value = os.environ.get("REPLICATE_EXIT_TIMEOUT", "").strip()
     return float(value) if value else None
@@ -116,7 +120,7 @@ class Daemon:
         with self._cond:
             spool = self._spools.get(root)
             if spool is None:
-                spool = self._spools[root] = Spool(root)
+                spool = self._spools[root] = Spool(root, fsync_data=_fsync_data())
                 spool.lock_owner(self.owner)
             return spool
 

@@ -138,9 +138,14 @@ class Spool:
 
     def commit(self, job: Job) -> None:
         """Persist the manifest: the job exists once this returns (and not before)."""
-        if self.fsync_data and job.files:
-            for rel in job.files:
-                fd = os.open(job.files_dir / rel, os.O_RDONLY)
+        if self.fsync_data:  # opt-in: survive a machine crash too, at the price of a flush
+            staged = (
+                [job.staged_tar_path]
+                if job.staged_tar is not None
+                else [job.files_dir / rel for rel in job.files]
+            )
+            for path in staged:
+                fd = os.open(path, os.O_RDONLY)
                 try:
                     os.fsync(fd)
                 finally:

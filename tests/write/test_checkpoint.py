@@ -206,3 +206,21 @@ class TestHeartbeat:
         assert helpers.heartbeat_exists(repo_url, experiment.id)
         experiment.stop()
         assert not helpers.heartbeat_exists(repo_url, experiment.id)
+
+
+class TestFullFsync:
+    def test_opt_in_fsync_still_lands_everything(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With REPLICATE_FSYNC=1 the snapshot is flushed too; checkpoints land the same."""
+        monkeypatch.setenv("REPLICATE_FSYNC", "1")
+        project = make_project(tmp_path)
+        url = (tmp_path / "r").as_uri()
+        experiment = replicate.init(path=".", repository=url, project_dir=project)
+        assert experiment._spool.fsync_data
+        (project / "model.pth").write_bytes(b"flushed weights")
+        checkpoint = experiment.checkpoint(path="model.pth")
+        experiment.stop()
+        assert checkpoint.wait(0)
+        members = helpers.tar_members(url, "checkpoints", checkpoint.id)
+        assert members == {f"{checkpoint.id}/model.pth": b"flushed weights"}
