@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -231,37 +231,72 @@ class Experiment:
                 raise ValidationError(
                     f"path {str(path)!r} holds no files: save something there first"
                 )
-        record = CheckpointRecord(
-            id=random_id(),
-            created=now(),
-            metrics=clean,
-            step=self._steps.next(step),
-            path=rel,
-            primary_metric=pm,
-        )
         if files:
             incoming = sum(p.stat().st_size for p, _ in files)
             self._daemon.wait_for_room(
                 self._spool.root, incoming, spool_budget(), self._say_blocked
             )
-        if not quiet:
-            console.info(
-                f"saving checkpoint {short_id(record.id)} (step {record.step})"
-                + (f" of {rel}" if rel else "")
-            )
         job_id = new_job_id()
-        try:
+
+        def stage() -> dict[str, int]:
             # snapshot synchronously so later overwrites of the file don't leak in
-            sizes = archive.snapshot(files, self._spool.staging_dir(job_id)) if files else {}
-            job = self._job(job_id, record, sizes)
+            return archive.snapshot(files, self._spool.staging_dir(job_id)) if files else {}
+
+        return self._queue(job_id, stage, step, clean, pm, rel, quiet)
+
+    def _queue(
+        self,
+        job_id: str,
+        stage: Callable[[], dict[str, int]],
+        step: int | None,
+        metrics: dict[str, Any],
+        primary_metric: PrimaryMetric | None,
+        path: str,
+        quiet: bool,
+    ) -> Checkpoint:
+        """Stage the files, persist the job and hand it over; the one way a checkpoint starts.
+
+        Trouble with the spool (disk full) is reported and kept on the returned checkpoint,
+        never raised into training.
+        """
+        record = CheckpointRecord(
+            id=random_id(),
+            created=now(),
+            metrics=metrics,
+            step=self._steps.next(step),
+            path=path,
+            primary_metric=primary_metric,
+        )
+        try:
+            sizes = stage()
+            if not sizes:  # a checkpoint_dir left empty is a metrics-only checkpoint
+                record = replace(record, path="")
+            job = Job(
+                id=job_id,
+                kind="checkpoint",
+                owner=self._daemon.owner,
+                repository=self.config.repository,
+                experiment_id=self.id,
+                root=self._spool.root,
+                checkpoint=record,
+                files=sizes,
+            )
             self._spool.commit(job)
         except OSError as exc:
             self._spool.discard(job_id)
-            message = f"could not queue checkpoint {short_id(record.id)} in {self._spool.root}: {exc.strerror or exc}"
+            message = (
+                f"could not queue checkpoint {short_id(record.id)} in {self._spool.root}: "
+                f"{exc.strerror or exc}"
+            )
             console.warn(message + " (training goes on; free some disk space)")
             future = _failed_future(message)
         else:
             future = self._daemon.submit(job)
+            if not quiet:
+                console.info(
+                    f"saving checkpoint {short_id(record.id)} (step {record.step})"
+                    + (f" of {path}" if path not in ("", ".") else "")
+                )
         self._track(record.id, future)
         checkpoint = Checkpoint(record, future)
         self._checkpoints.append(checkpoint)
@@ -286,18 +321,6 @@ class Experiment:
         self._check_open()
         clean, pm = validate_metrics(metrics, primary_metric)
         return CheckpointDir(self, clean, pm, step, quiet)
-
-    def _job(self, job_id: str, record: CheckpointRecord, sizes: dict[str, int]) -> Job:
-        return Job(
-            id=job_id,
-            kind="checkpoint",
-            owner=self._daemon.owner,
-            repository=self.config.repository,
-            experiment_id=self.id,
-            root=self._spool.root,
-            checkpoint=record,
-            files=sizes,
-        )
 
     def _say_blocked(self) -> None:
         console.once(
@@ -407,24 +430,14 @@ class CheckpointDir:
             experiment._spool.discard(self._job_id)
             return
         files_dir = experiment._spool.data_dir / self._job_id
-        sizes = {
-            p.relative_to(files_dir).as_posix(): p.stat().st_size
-            for p in sorted(files_dir.rglob("*"))
-            if p.is_file()
-        }
-        record = CheckpointRecord(
-            id=random_id(),
-            created=now(),
-            metrics=self._metrics,
-            step=experiment._steps.next(self._step),
-            path="." if sizes else "",
-            primary_metric=self._primary_metric,
+
+        def stage() -> dict[str, int]:  # already written in place: nothing to copy
+            return {
+                p.relative_to(files_dir).as_posix(): p.stat().st_size
+                for p in sorted(files_dir.rglob("*"))
+                if p.is_file()
+            }
+
+        self.checkpoint = experiment._queue(
+            self._job_id, stage, self._step, self._metrics, self._primary_metric, ".", self._quiet
         )
-        if not self._quiet:
-            console.info(f"saving checkpoint {short_id(record.id)} (step {record.step})")
-        job = experiment._job(self._job_id, record, sizes)
-        experiment._spool.commit(job)
-        future = experiment._daemon.submit(job)
-        experiment._track(record.id, future)
-        self.checkpoint = Checkpoint(record, future)
-        experiment._checkpoints.append(self.checkpoint)
