@@ -268,3 +268,33 @@ class TestCtrlCAtExit:
         waited = helpers.cli(project, "wait")
         assert waited.returncode == 0, waited.stderr
         assert_landed(url, experiment_id, checkpoint_ids, size)
+
+
+class TestSpoolTrouble:
+    def test_a_spool_that_cannot_take_the_snapshot_never_breaks_training(
+        self, tmp_path: Path
+    ) -> None:
+        """A snapshot the spool cannot hold (here: a file-size limit) is reported; training goes on."""
+        url = (tmp_path / "repo").as_uri()
+        project = project_for(tmp_path, url)
+        (project / "big.pth").write_bytes(b"y" * (3 << 20))
+        code = """
+        import resource, signal, replicate
+        experiment = replicate.init()
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # like a full disk
+        big = experiment.checkpoint(path="big.pth", metrics={"loss": 1.0})
+        print("returned", big.done(), bool(big.error))
+        small = experiment.checkpoint(metrics={"loss": 0.5})
+        experiment.stop()
+        print("small landed", small.wait(30))
+        print(experiment.id)
+        """
+        result = helpers.run_script(project, code)
+        assert result.returncode == 0, result.stderr
+        assert "returned True True" in result.stdout
+        assert "could not queue checkpoint" in result.stderr
+        assert "small landed True" in result.stdout
+        record = helpers.experiment(url, result.stdout.split()[-1])
+        assert [c.metrics["loss"] for c in record.checkpoints] == [0.5]
+        assert not list((project / ".replicate" / "spool" / "data").iterdir())
