@@ -12,7 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from replicate.cli._context import CliState, repository_option
 from replicate.daemon.jobs import Job
 from replicate.daemon.spool import Spool
-from replicate.daemon.worker import JobFailed, Landed
+from replicate.daemon.worker import JOB_ATTEMPTS, JobFailed, Landed
 from replicate.repository import Repository
 
 POLL = 0.2
@@ -64,8 +64,8 @@ def wait_command(state: CliState, timeout: float | None) -> None:
                     submitted[job.id] = job
                 else:  # a live process owns it: it uploads it; we watch
                     error = spool.error(job)
-                    if error is not None and error.permanent:
-                        failed[job.id] = (job, error.message)
+                    if error is not None and (error.permanent or error.attempts >= JOB_ATTEMPTS):
+                        failed[job.id] = (job, error.message)  # its owner has given up on it
             for job_id, future in list(mine.items()):
                 if future.done() and isinstance(future.exception(), JobFailed):
                     failed[job_id] = (submitted[job_id], str(future.exception()))
