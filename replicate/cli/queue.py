@@ -11,6 +11,7 @@ from rich.table import Table
 
 from replicate.cli._context import CliState, repository_option
 from replicate.daemon.spool import JobState, Spool, owner_pid
+from replicate.daemon.worker import JOB_ATTEMPTS
 
 
 def _size(n: int) -> str:
@@ -34,7 +35,7 @@ def _age(seconds: float) -> str:
 def status(state: JobState) -> str:
     if state.error is None:
         return "pending" if state.owner_alive else "orphaned"
-    if state.error.permanent:
+    if state.error.permanent or state.error.attempts >= JOB_ATTEMPTS:
         return "failed"
     return "retrying" if state.owner_alive else "failed"
 
