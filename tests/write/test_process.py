@@ -298,3 +298,56 @@ class TestSpoolTrouble:
         record = helpers.experiment(url, result.stdout.split()[-1])
         assert [c.metrics["loss"] for c in record.checkpoints] == [0.5]
         assert not list((project / ".replicate" / "spool" / "data").iterdir())
+
+
+class TestConcurrentWriters:
+    def test_two_processes_write_one_repository_at_once(
+        self, repo_url: str, tmp_path: Path
+    ) -> None:
+        """Two training processes writing to one repository at the same time both land everything."""
+        projects = []
+        for name in ("a", "b"):
+            project = tmp_path / name
+            project.mkdir()
+            (project / "replicate.yaml").write_text(f"repository: {repo_url}\n")
+            (project / "train.py").write_text(TRAIN.format(steps=3, size=MiB, after=""))
+            projects.append(project)
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "train.py"],
+                cwd=p,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for p in projects
+        ]
+        outputs = [p.communicate(timeout=120) for p in processes]
+        assert [p.returncode for p in processes] == [0, 0], outputs
+        for out, _ in outputs:
+            experiment_id, *checkpoint_ids = out.split()
+            assert_landed(repo_url, experiment_id, checkpoint_ids, MiB)
+
+    def test_one_process_with_several_experiments(self, tmp_path: Path) -> None:
+        """One process running two experiments interleaved keeps their checkpoints apart."""
+        url = (tmp_path / "repo").as_uri()
+        project = project_for(tmp_path, url)
+        code = """
+        import replicate
+        first, second = replicate.init(params={"n": 1}), replicate.init(params={"n": 2})
+        for step in range(5):
+            first.checkpoint(metrics={"loss": step}, quiet=True)
+            second.checkpoint(metrics={"loss": -step}, quiet=True)
+        first.stop()
+        second.stop()
+        print(first.id, second.id)
+        """
+        result = helpers.run_script(project, code)
+        assert result.returncode == 0, result.stderr
+        first, second = result.stdout.split()
+        assert [c.metrics["loss"] for c in helpers.experiment(url, first).checkpoints] == [
+            0, 1, 2, 3, 4,
+        ]  # fmt: skip
+        assert [c.metrics["loss"] for c in helpers.experiment(url, second).checkpoints] == [
+            0, -1, -2, -3, -4,
+        ]  # fmt: skip
