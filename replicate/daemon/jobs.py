@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -46,14 +46,6 @@ class Job:
         return self.root / "data" / f"{self.id}.tar"
 
     @property
-    def manifest_path(self) -> Path:
-        return self.root / "jobs" / f"{self.id}.json"
-
-    @property
-    def error_path(self) -> Path:
-        return self.root / "jobs" / f"{self.id}.error"
-
-    @property
     def size(self) -> int:
         return sum(self.files.values())
 
@@ -64,7 +56,8 @@ class Job:
             return f"checkpoint {self.checkpoint.id[:7]} (step {step})"
         return f"{self.kind} {self.experiment_id[:7]}"
 
-    def to_manifest(self) -> bytes:
+    def to_manifest(self) -> dict[str, Any]:
+        """The JSON-ready description of the job, as the journal stores it."""
         body: dict[str, Any] = {
             "id": self.id,
             "kind": self.kind,
@@ -76,11 +69,10 @@ class Job:
             "files": self.files,
             "staged_tar": self.staged_tar,
         }
-        return json.dumps(body, separators=(",", ":")).encode()
+        return body
 
     @classmethod
-    def from_manifest(cls, data: bytes, root: Path) -> Job:
-        body = json.loads(data)
+    def from_manifest(cls, body: Mapping[str, Any], root: Path) -> Job:
         return cls(
             id=body["id"],
             kind=body["kind"],

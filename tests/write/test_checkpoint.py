@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import replicate
+from replicate.daemon.spool import Spool
 from replicate.errors import ValidationError
 from write import helpers
 
@@ -60,7 +61,7 @@ class TestCheckpointsLand:
         )
         assert not helpers.heartbeat_exists(repo_url, experiment.id)
         assert json.loads(helpers.read(repo_url, "repository.json")) == {"version": 1}
-        assert not list((project / ".replicate" / "spool" / "jobs").iterdir())
+        assert Spool(project / ".replicate" / "spool").jobs() == []
 
     def test_experiment_json_has_keepsake_layout(self, repo_url: str, tmp_path: Path) -> None:
         """The experiment JSON has Keepsake's keys in Keepsake's order."""
@@ -173,8 +174,7 @@ class TestBadInput:
         with pytest.raises(ValidationError, match="matches nothing"):
             replicate.init(path="nope", repository=(tmp_path / "r").as_uri(), project_dir=project)
         assert not (tmp_path / "r" / "metadata").exists()
-        jobs = project / ".replicate" / "spool" / "jobs"
-        assert not jobs.exists() or not list(jobs.iterdir())
+        assert Spool(project / ".replicate" / "spool").jobs() == []
 
 
 class TestBackpressure:
@@ -224,3 +224,24 @@ class TestFullFsync:
         assert checkpoint.wait(0)
         members = helpers.tar_members(url, "checkpoints", checkpoint.id)
         assert members == {f"{checkpoint.id}/model.pth": b"flushed weights"}
+
+
+class TestJournal:
+    def test_journal_is_emptied_once_everything_landed(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The spool's journal does not grow without bound: with nothing pending it is emptied."""
+        from replicate.daemon import spool
+
+        monkeypatch.setattr(spool, "COMPACT_BYTES", 0)
+        project = make_project(tmp_path)
+        experiment = replicate.init(repository=(tmp_path / "r").as_uri(), project_dir=project)
+        for step in range(20):
+            experiment.checkpoint(metrics={"loss": step}, quiet=True)
+        experiment.wait()
+        journal = project / ".replicate" / "spool" / "journal"
+        assert [p.stat().st_size for p in journal.iterdir()] == [0]
+        experiment.checkpoint(metrics={"loss": 20}, quiet=True)  # appends after the truncation
+        experiment.stop()
+        record = helpers.experiment((tmp_path / "r").as_uri(), experiment.id)
+        assert [c.metrics["loss"] for c in record.checkpoints] == list(range(21))

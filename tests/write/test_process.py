@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from servers import make_gcs_bucket, make_s3_bucket, start_seaweedfs
 
+from replicate.daemon.spool import Spool
 from write import helpers
 
 pytestmark = pytest.mark.slow
@@ -87,7 +88,7 @@ class TestKilledTraining:
         experiment_id, *checkpoint_ids = result.stdout.split()
         assert_landed(repo_url, experiment_id, checkpoint_ids, size)
         assert not helpers.heartbeat_exists(repo_url, experiment_id)
-        assert not list((project / ".replicate" / "spool" / "jobs").iterdir())
+        assert Spool(project / ".replicate" / "spool").jobs() == []
 
     def test_exit_timeout_leaves_the_rest_for_wait(self, tmp_path: Path) -> None:
         """REPLICATE_EXIT_TIMEOUT=0 leaves pending uploads queued, says how to finish, and `wait` does."""
