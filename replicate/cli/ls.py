@@ -172,50 +172,40 @@ def render_table(
     table.render(console)
 
 
-@click.command("ls")
-@list_options
-def ls_command(
-    state: CliState,
-    filters: list[Filter],
-    sort: str,
-    show_all: bool,
-    quiet: bool,
-    as_json: bool,
-) -> None:
+def _list_command(
+    name: str, doc: str, *, running_only: bool, hidden: bool = False
+) -> click.Command:
+    """A command over ``list_experiments``: ``ls``, its alias ``list``, or ``ps``."""
+
+    @click.command(name, help=doc, hidden=hidden)
+    @list_options
+    def command(
+        state: CliState,
+        filters: list[Filter],
+        sort: str,
+        show_all: bool,
+        quiet: bool,
+        as_json: bool,
+    ) -> None:
+        list_experiments(state, filters, sort, show_all, quiet, as_json, running_only=running_only)
+
+    return command
+
+
+ls_command = _list_command(
+    "ls",
     """List experiments: best and latest checkpoints, and the params that differ.
 
     Checkpoints still waiting in this project's upload queue are marked (uploading),
     (queued) or (failed).
-    """
-    list_experiments(state, filters, sort, show_all, quiet, as_json, running_only=False)
-
-
-@click.command("list", hidden=True)
-@list_options
-def list_command(
-    state: CliState,
-    filters: list[Filter],
-    sort: str,
-    show_all: bool,
-    quiet: bool,
-    as_json: bool,
-) -> None:
-    """List experiments (same as ls)."""
-    list_experiments(state, filters, sort, show_all, quiet, as_json, running_only=False)
-
-
-@click.command("ps")
-@list_options
-def ps_command(
-    state: CliState,
-    filters: list[Filter],
-    sort: str,
-    show_all: bool,
-    quiet: bool,
-    as_json: bool,
-) -> None:
-    """List running experiments (a heartbeat in the last 30 s), like ls."""
-    list_experiments(state, filters, sort, show_all, quiet, as_json, running_only=True)
-
+    """,
+    running_only=False,
+)
+list_command = _list_command(
+    "list", "List experiments (same as ls).", running_only=False, hidden=True
+)
+ps_command = _list_command(
+    "ps", "List running experiments (a heartbeat in the last 30 s), like ls.", running_only=True
+)
 
 COMMANDS = (ls_command, list_command, ps_command)

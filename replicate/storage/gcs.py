@@ -7,11 +7,10 @@ import functools
 import io
 import json
 import os
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import Any, Self, TypeVar
-from urllib.parse import quote, urlparse
+from typing import Any, Self
+from urllib.parse import quote
 
 import aiohttp
 import anyio.to_thread
@@ -19,18 +18,15 @@ from gcloud.aio.storage import Storage as GCSClient
 
 from replicate.errors import (
     BucketNotFound,
-    ConfigError,
     ObjectNotFound,
     StorageError,
     StoragePermissionError,
     TransientStorageError,
 )
 from replicate.storage import _common
-from replicate.storage.base import PART_SIZE, retry
+from replicate.storage.base import PART_SIZE
 
 __all__ = ["GCSStorage", "map_gcs_errors"]
-
-T = TypeVar("T")
 
 _PRODUCTION_ROOT = "https://storage.googleapis.com"
 #: Resumable chunks must be multiples of 256 KiB.
@@ -94,7 +90,13 @@ async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
         )
 
 
-class GCSStorage:
+@contextlib.asynccontextmanager
+async def _reading(response: aiohttp.ClientResponse) -> AsyncIterator[_common.Reader]:
+    async with response:
+        yield response.content.read
+
+
+class GCSStorage(_common.BucketStorage):
     """Objects under ``gs://bucket/prefix``; the HTTP session opens in ``__aenter__``.
 
     ``STORAGE_EMULATOR_HOST`` selects an emulator (no credentials are used then); otherwise
@@ -102,26 +104,20 @@ class GCSStorage:
 
     Args:
         url: ``gs://bucket`` or ``gs://bucket/prefix``.
-        retry_attempts: attempts per operation for transient errors.
-        retry_delay: first backoff delay in seconds; it doubles per attempt, with jitter.
+        retry_attempts, retry_delay: as for ``BucketStorage``.
     """
 
+    scheme = "gs"
+    kind = "a GCS"
+
     def __init__(self, url: str, *, retry_attempts: int = 6, retry_delay: float = 0.2) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "gs" or not parsed.netloc:
-            raise ConfigError(f"not a GCS URL: {url!r} (use gs://bucket/prefix)")
+        super().__init__(url, retry_attempts=retry_attempts, retry_delay=retry_delay)
         if PART_SIZE % _CHUNK_QUANTUM:
             raise AssertionError("PART_SIZE must be a multiple of 256 KiB for GCS")
-        self.url = url
-        self.bucket = parsed.netloc
-        self.root = parsed.path.strip("/")
-        self._attempts = retry_attempts
-        self._delay = retry_delay
         self._emulator = _emulator_root()
         self._api_root = self._emulator or _PRODUCTION_ROOT
         self._session: aiohttp.ClientSession | None = None
         self._client: GCSClient | None = None
-        self._bucket_ok = False
 
     async def __aenter__(self) -> Self:
         # Opened inside the loop that uses it: aiohttp sessions are loop-bound.
@@ -175,99 +171,34 @@ class GCSStorage:
             f"{self._api_root}/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(name, safe='')}"
         )
 
-    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await retry(operation, attempts=self._attempts, base_delay=self._delay)
+    def _map_errors(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return map_gcs_errors(self.bucket, name)
 
-    async def _object_op(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run an object operation; a 404 from a missing bucket becomes BucketNotFound."""
-        try:
-            result = await self._retry(operation)
-        except ObjectNotFound:
-            # GCS answers 404 for a missing object and a missing bucket alike: check once.
-            if not self._bucket_ok:
-                with contextlib.suppress(StoragePermissionError, TransientStorageError):
-                    await self._check_bucket()
-            raise
-        self._bucket_ok = True
-        return result
+    async def _head_bucket(self) -> None:
+        with map_gcs_errors(self.bucket, bucket_level=True):
+            await self.client.get_bucket_metadata(self.bucket, timeout=_SHORT_TIMEOUT)
 
-    async def _check_bucket(self) -> None:
-        async def get() -> None:
-            with map_gcs_errors(self.bucket, bucket_level=True):
-                await self.client.get_bucket_metadata(self.bucket, timeout=_SHORT_TIMEOUT)
+    async def _get_object(self, name: str) -> bytes:
+        with map_gcs_errors(self.bucket, name):
+            data: bytes = await self.client.download(self.bucket, name, timeout=300)
+            return data
 
-        await self._retry(get)
-        self._bucket_ok = True
-
-    def _name(self, key: str) -> str:
-        return _common.join(self.root, _common.check_key(key))
-
-    async def read(self, key: str) -> bytes:
-        """Return the whole object. Raises ObjectNotFound if absent."""
-        name = self._name(key)
-
-        async def get() -> bytes:
-            with map_gcs_errors(self.bucket, name):
-                data: bytes = await self.client.download(self.bucket, name, timeout=300)
-                return data
-
-        return await self._object_op(get)
-
-    async def read_range(self, key: str, start: int, length: int) -> bytes:
-        """Return ``length`` bytes from ``start`` (fewer at the end of the object)."""
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range start={start} length={length}")
-        name = self._name(key)
-        if length == 0:
-            await self.size(key)
-            return b""
+    async def _get_range(self, name: str, start: int, length: int) -> bytes:
         headers = {"Range": f"bytes={start}-{start + length - 1}"}
+        with map_gcs_errors(self.bucket, name):
+            try:
+                data: bytes = await self.client.download(
+                    self.bucket, name, headers=headers, timeout=30 + length // 2**20
+                )
+            except aiohttp.ClientResponseError as e:
+                if e.status == 416:
+                    return b""  # start is at or past the end
+                raise
+            return data
 
-        async def get() -> bytes:
-            with map_gcs_errors(self.bucket, name):
-                try:
-                    data: bytes = await self.client.download(
-                        self.bucket, name, headers=dict(headers), timeout=30 + length // 2**20
-                    )
-                except aiohttp.ClientResponseError as e:
-                    if e.status == 416:
-                        return b""  # start is at or past the end
-                    raise
-                return data
-
-        return await self._object_op(get)
-
-    async def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Yield the object's bytes in chunks; a dropped connection resumes where it stopped."""
-        name = self._name(key)
-        offset = 0
-        generation: str | None = None
-        failures = 0
-        while True:
-            response = await self._object_op(
-                functools.partial(self._open, name, offset, generation)
-            )
-            if response is None:
-                return
-            generation = response.headers.get("x-goog-generation", generation)
-            async with response:
-                while True:
-                    try:
-                        with map_gcs_errors(self.bucket, name):
-                            chunk = await response.content.read(chunk_size)
-                    except TransientStorageError:
-                        failures += 1
-                        if failures >= self._attempts:
-                            raise
-                        break  # reopen at ``offset``
-                    if not chunk:
-                        return
-                    offset += len(chunk)
-                    yield chunk
-
-    async def _open(
+    async def _open_at(
         self, name: str, offset: int, generation: str | None
-    ) -> aiohttp.ClientResponse | None:
+    ) -> _common.Opened | None:
         params = {"alt": "media"}
         headers = await self._headers()
         if offset:
@@ -283,44 +214,33 @@ class GCSStorage:
                 response.release()
                 return None
             await _raise_for_status(response)
-            return response
+        return response.headers.get("x-goog-generation", generation), _reading(response)
 
-    async def write(self, key: str, data: bytes) -> None:
-        """Write a whole object atomically with one upload request."""
-        name = self._name(key)
+    async def _put_object(self, name: str, data: bytes) -> None:
+        with map_gcs_errors(self.bucket, name, bucket_level=True):
+            await self.client.upload(
+                self.bucket,
+                name,
+                data,
+                content_type="application/octet-stream",
+                timeout=30 + len(data) // 2**20,
+            )
 
-        async def put() -> None:
-            with map_gcs_errors(self.bucket, name, bucket_level=True):
-                await self.client.upload(
-                    self.bucket,
-                    name,
-                    data,
-                    content_type="application/octet-stream",
-                    timeout=30 + len(data) // 2**20,
-                )
+    async def _upload_parts(
+        self, name: str, first: bytes, chunks: AsyncIterator[tuple[bytes, bool]]
+    ) -> int:
+        """A chunked resumable upload of PART_SIZE chunks, cancelled on any failure.
 
-        await self._retry(put)
-        self._bucket_ok = True
-
-    async def upload(self, key: str, source: AsyncIterable[bytes]) -> int:
-        """Stream ``source`` as a chunked resumable upload of PART_SIZE chunks.
-
-        One chunk is sent while the next is read from ``source``, so about two parts are held
-        in memory. A source smaller than one part is a single upload request.
+        One chunk is sent while the next is read from ``chunks``, so about two parts are held
+        in memory.
         """
-        name = self._name(key)
-        async with contextlib.aclosing(_common.parts(source, PART_SIZE)) as chunks:
-            first, last = await anext(chunks)
-            if last:
-                await self.write(key, first)
-                return len(first)
-            session_uri = await self._retry(functools.partial(self._initiate, name))
-            try:
-                return await self._send_chunks(session_uri, name, first, chunks)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._cancel(session_uri, name)
-                raise
+        session_uri = await self._retry(functools.partial(self._initiate, name))
+        try:
+            return await self._send_chunks(session_uri, name, first, chunks)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._cancel(session_uri, name)
+            raise
 
     async def _send_chunks(
         self, session_uri: str, name: str, first: bytes, chunks: AsyncIterator[tuple[bytes, bool]]
@@ -425,72 +345,27 @@ class GCSStorage:
                 if response.status == 308:
                     state["sent"] = max(state["sent"], _persisted(response, default=0))
 
-    async def exists(self, key: str) -> bool:
-        """Return True if the object exists."""
-        try:
-            await self.size(key)
-        except ObjectNotFound:
-            return False
-        return True
+    async def _object_size(self, name: str) -> int:
+        with map_gcs_errors(self.bucket, name):
+            metadata = await self.client.download_metadata(
+                self.bucket, name, timeout=_SHORT_TIMEOUT
+            )
+            return int(metadata["size"])
 
-    async def size(self, key: str) -> int:
-        """Return the object's size in bytes. Raises ObjectNotFound if absent."""
-        name = self._name(key)
+    async def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
+        """At most 1,000 names."""
+        params = {"prefix": prefix, "maxResults": "1000", "fields": "items(name),nextPageToken"}
+        if token:
+            params["pageToken"] = token
+        with map_gcs_errors(self.bucket, prefix, bucket_level=True):
+            response: dict[str, Any] = await self.client.list_objects(
+                self.bucket, params=params, timeout=_SHORT_TIMEOUT
+            )
+        return [o["name"] for o in response.get("items", [])], response.get("nextPageToken") or None
 
-        async def get() -> int:
-            with map_gcs_errors(self.bucket, name):
-                metadata = await self.client.download_metadata(
-                    self.bucket, name, timeout=_SHORT_TIMEOUT
-                )
-                return int(metadata["size"])
-
-        return await self._object_op(get)
-
-    async def list(self, prefix: str) -> list[str]:
-        """Return every key under ``prefix``, relative to the root, paging with pageToken."""
-        full = _common.join(self.root, _common.check_prefix(prefix))
-        keys: list[str] = []
-        token = ""
-        while True:
-
-            async def page(token: str = token) -> dict[str, Any]:
-                params = {
-                    "prefix": full,
-                    "maxResults": "1000",
-                    "fields": "items(name),nextPageToken",
-                }
-                if token:
-                    params["pageToken"] = token
-                with map_gcs_errors(self.bucket, full, bucket_level=True):
-                    result: dict[str, Any] = await self.client.list_objects(
-                        self.bucket, params=params, timeout=_SHORT_TIMEOUT
-                    )
-                    return result
-
-            response = await self._retry(page)
-            keys.extend(_common.strip(self.root, o["name"]) for o in response.get("items", []))
-            token = response.get("nextPageToken", "")
-            if not token:
-                break
-        self._bucket_ok = True
-        return keys
-
-    async def delete(self, key: str) -> None:
-        """Delete one object; deleting a missing object is not an error."""
-        name = self._name(key)
-
-        async def delete() -> None:
-            with map_gcs_errors(self.bucket, name):
-                await self.client.delete(self.bucket, name, timeout=_SHORT_TIMEOUT)
-
-        with contextlib.suppress(ObjectNotFound):
-            await self._object_op(delete)
-
-    async def check_writable(self) -> None:
-        """Write and delete a probe object: proves the bucket exists and accepts writes."""
-        probe = f".replicate-probe-{uuid.uuid4().hex}"
-        await self.write(probe, b"probe")
-        await self.delete(probe)
+    async def _delete_object(self, name: str) -> None:
+        with map_gcs_errors(self.bucket, name):
+            await self.client.delete(self.bucket, name, timeout=_SHORT_TIMEOUT)
 
 
 def _persisted(response: aiohttp.ClientResponse, *, default: int) -> int:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
-from urllib.parse import urlparse
+from typing import TYPE_CHECKING, Any, Self
 
 import aiohttp
 import anyio
@@ -19,22 +16,20 @@ from aiobotocore.session import get_session
 
 from replicate.errors import (
     BucketNotFound,
-    ConfigError,
     ObjectNotFound,
     StorageError,
     StoragePermissionError,
     TransientStorageError,
 )
 from replicate.storage import _common
-from replicate.storage.base import PART_SIZE, PARTS_IN_FLIGHT, retry
+from replicate.storage.base import PARTS_IN_FLIGHT, retry
 
 if TYPE_CHECKING:
+    from aiobotocore.response import StreamingBody
     from types_aiobotocore_s3.client import S3Client
     from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
 
 __all__ = ["S3Storage", "map_s3_errors"]
-
-T = TypeVar("T")
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
 _PERMISSION_CODES = frozenset(
@@ -124,7 +119,17 @@ def _endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
-class S3Storage:
+def _status(error: botocore.exceptions.ClientError) -> object:
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+@contextlib.asynccontextmanager
+async def _reading(body: StreamingBody) -> AsyncIterator[_common.Reader]:
+    async with body:
+        yield body.read
+
+
+class S3Storage(_common.BucketStorage):
     """Objects under ``s3://bucket/prefix``; the client opens in ``__aenter__``.
 
     ``AWS_ENDPOINT_URL_S3`` (then ``AWS_ENDPOINT_URL``) selects an S3-compatible endpoint with
@@ -132,22 +137,16 @@ class S3Storage:
 
     Args:
         url: ``s3://bucket`` or ``s3://bucket/prefix``.
-        retry_attempts: attempts per operation for transient errors.
-        retry_delay: first backoff delay in seconds; it doubles per attempt, with jitter.
+        retry_attempts, retry_delay: as for ``BucketStorage``.
     """
 
+    scheme = "s3"
+    kind = "an S3"
+
     def __init__(self, url: str, *, retry_attempts: int = 6, retry_delay: float = 0.2) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise ConfigError(f"not an S3 URL: {url!r} (use s3://bucket/prefix)")
-        self.url = url
-        self.bucket = parsed.netloc
-        self.root = parsed.path.strip("/")
-        self._attempts = retry_attempts
-        self._delay = retry_delay
+        super().__init__(url, retry_attempts=retry_attempts, retry_delay=retry_delay)
         self._stack = contextlib.AsyncExitStack()
         self._client: S3Client | None = None
-        self._bucket_ok = False
 
     async def __aenter__(self) -> Self:
         # Opened inside the loop that uses it: aiohttp sessions are loop-bound.
@@ -201,137 +200,60 @@ class S3Storage:
             raise RuntimeError("S3Storage used outside `async with`")
         return self._client
 
-    async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await retry(operation, attempts=self._attempts, base_delay=self._delay)
+    def _map_errors(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return map_s3_errors(self.bucket, name)
 
-    async def _object_op(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run an object operation; a 404 from a missing bucket becomes BucketNotFound."""
-        try:
-            result = await self._retry(operation)
-        except ObjectNotFound:
-            # HEAD answers a bare 404 for a missing bucket too: check the bucket once.
-            if not self._bucket_ok:
-                with contextlib.suppress(StoragePermissionError, TransientStorageError):
-                    await self._check_bucket()
-            raise
-        self._bucket_ok = True
-        return result
+    async def _head_bucket(self) -> None:
+        with map_s3_errors(self.bucket, bucket_level=True):
+            await self.client.head_bucket(Bucket=self.bucket)
 
-    async def _check_bucket(self) -> None:
-        async def head() -> None:
-            with map_s3_errors(self.bucket, bucket_level=True):
-                await self.client.head_bucket(Bucket=self.bucket)
-
-        await self._retry(head)
-        self._bucket_ok = True
-
-    def _name(self, key: str) -> str:
-        return _common.join(self.root, _common.check_key(key))
-
-    async def read(self, key: str) -> bytes:
-        """Return the whole object. Raises ObjectNotFound if absent."""
-        name = self._name(key)
-
-        async def get() -> bytes:
-            with map_s3_errors(self.bucket, name):
-                response = await self.client.get_object(Bucket=self.bucket, Key=name)
-                async with response["Body"] as body:
-                    return await body.read()
-
-        return await self._object_op(get)
-
-    async def read_range(self, key: str, start: int, length: int) -> bytes:
-        """Return ``length`` bytes from ``start`` (fewer at the end of the object)."""
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range start={start} length={length}")
-        name = self._name(key)
-        if length == 0:
-            await self.size(key)
-            return b""
-
-        async def get() -> bytes:
-            with map_s3_errors(self.bucket, name):
-                try:
-                    response = await self.client.get_object(
-                        Bucket=self.bucket, Key=name, Range=f"bytes={start}-{start + length - 1}"
-                    )
-                except botocore.exceptions.ClientError as e:
-                    if e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
-                        return b""  # start is at or past the end
-                    raise
-                async with response["Body"] as body:
-                    return await body.read()
-
-        return await self._object_op(get)
-
-    async def stream(self, key: str, chunk_size: int = 1 << 20) -> AsyncIterator[bytes]:
-        """Yield the object's bytes in chunks; a dropped connection resumes where it stopped."""
-        name = self._name(key)
-        offset = 0
-        etag: str | None = None
-        failures = 0
-        while True:
-            response = await self._object_op(functools.partial(self._open, name, offset, etag))
-            if response is None:
-                return
-            etag = response["ETag"]
+    async def _get_object(self, name: str) -> bytes:
+        with map_s3_errors(self.bucket, name):
+            response = await self.client.get_object(Bucket=self.bucket, Key=name)
             async with response["Body"] as body:
-                while True:
-                    try:
-                        with map_s3_errors(self.bucket, name):
-                            chunk = await body.read(chunk_size)
-                    except TransientStorageError:
-                        failures += 1
-                        if failures >= self._attempts:
-                            raise
-                        break  # reopen at ``offset``
-                    if not chunk:
-                        return
-                    offset += len(chunk)
-                    yield chunk
+                return await body.read()
 
-    async def _open(self, name: str, offset: int, etag: str | None) -> Any:
+    async def _get_range(self, name: str, start: int, length: int) -> bytes:
+        with map_s3_errors(self.bucket, name):
+            try:
+                response = await self.client.get_object(
+                    Bucket=self.bucket, Key=name, Range=f"bytes={start}-{start + length - 1}"
+                )
+            except botocore.exceptions.ClientError as e:
+                if _status(e) == 416:
+                    return b""  # start is at or past the end
+                raise
+            async with response["Body"] as body:
+                return await body.read()
+
+    async def _open_at(self, name: str, offset: int, etag: str | None) -> _common.Opened | None:
         with map_s3_errors(self.bucket, name):
             try:
                 if offset == 0:
-                    return await self.client.get_object(Bucket=self.bucket, Key=name)
-                # IfMatch: a resumed read must not splice in a newer version of the object.
-                return await self.client.get_object(
-                    Bucket=self.bucket, Key=name, Range=f"bytes={offset}-", IfMatch=etag or "*"
-                )
+                    response = await self.client.get_object(Bucket=self.bucket, Key=name)
+                else:
+                    # IfMatch: a resumed read must not splice in a newer version of the object.
+                    response = await self.client.get_object(
+                        Bucket=self.bucket, Key=name, Range=f"bytes={offset}-", IfMatch=etag or "*"
+                    )
             except botocore.exceptions.ClientError as e:
-                if offset and e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 416:
+                if offset and _status(e) == 416:
                     return None
                 raise
+        return response["ETag"], _reading(response["Body"])
 
-    async def write(self, key: str, data: bytes) -> None:
-        """Write a whole object atomically with one put_object."""
-        name = self._name(key)
+    async def _put_object(self, name: str, data: bytes) -> None:
+        with map_s3_errors(self.bucket, name):
+            await self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
 
-        async def put() -> None:
-            with map_s3_errors(self.bucket, name):
-                await self.client.put_object(Bucket=self.bucket, Key=name, Body=data)
-
-        await self._retry(put)
-        self._bucket_ok = True
-
-    async def upload(self, key: str, source: AsyncIterable[bytes]) -> int:
-        """Stream ``source`` as a multipart upload, PARTS_IN_FLIGHT parts at once.
-
-        At most PARTS_IN_FLIGHT + 1 parts are held in memory. A source smaller than one part
-        is a single put_object. The multipart upload is aborted on any failure.
-        """
-        name = self._name(key)
-        async with contextlib.aclosing(_common.parts(source, PART_SIZE)) as chunks:
-            first, last = await anext(chunks)
-            if last:
-                await self.write(key, first)
-                return len(first)
-            return await self._multipart(name, first, chunks)
-
-    async def _multipart(
+    async def _upload_parts(
         self, name: str, first: bytes, chunks: AsyncIterator[tuple[bytes, bool]]
     ) -> int:
+        """A multipart upload, PARTS_IN_FLIGHT parts at once, aborted on any failure.
+
+        At most PARTS_IN_FLIGHT + 1 parts are held in memory.
+        """
+
         async def create() -> str:
             with map_s3_errors(self.bucket, name):
                 response = await self.client.create_multipart_upload(Bucket=self.bucket, Key=name)
@@ -404,58 +326,26 @@ class S3Storage:
 
         await retry(abort, attempts=3, base_delay=self._delay)
 
-    async def exists(self, key: str) -> bool:
-        """Return True if the object exists."""
-        try:
-            await self.size(key)
-        except ObjectNotFound:
-            return False
-        return True
+    async def _object_size(self, name: str) -> int:
+        with map_s3_errors(self.bucket, name):
+            response = await self.client.head_object(Bucket=self.bucket, Key=name)
+            return response["ContentLength"]
 
-    async def size(self, key: str) -> int:
-        """Return the object's size in bytes. Raises ObjectNotFound if absent."""
-        name = self._name(key)
+    async def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
+        """At most 1,000 names."""
+        with map_s3_errors(self.bucket, prefix):
+            if token is None:
+                response = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
+            else:
+                response = await self.client.list_objects_v2(
+                    Bucket=self.bucket, Prefix=prefix, ContinuationToken=token
+                )
+        names = [o["Key"] for o in response.get("Contents", [])]
+        return names, response["NextContinuationToken"] if response.get("IsTruncated") else None
 
-        async def head() -> int:
-            with map_s3_errors(self.bucket, name):
-                response = await self.client.head_object(Bucket=self.bucket, Key=name)
-                return response["ContentLength"]
-
-        return await self._object_op(head)
-
-    async def list(self, prefix: str) -> list[str]:
-        """Return every key under ``prefix``, relative to the root, paging 1,000 at a time."""
-        full = _common.join(self.root, _common.check_prefix(prefix))
-        keys: list[str] = []
-        token: str | None = None
-        while True:
-
-            async def page(token: str | None = token) -> Any:
-                with map_s3_errors(self.bucket, full):
-                    if token is None:
-                        return await self.client.list_objects_v2(Bucket=self.bucket, Prefix=full)
-                    return await self.client.list_objects_v2(
-                        Bucket=self.bucket, Prefix=full, ContinuationToken=token
-                    )
-
-            response = await self._retry(page)
-            keys.extend(_common.strip(self.root, o["Key"]) for o in response.get("Contents", []))
-            if not response.get("IsTruncated"):
-                break
-            token = response["NextContinuationToken"]
-        self._bucket_ok = True
-        return keys
-
-    async def delete(self, key: str) -> None:
-        """Delete one object; deleting a missing object is not an error."""
-        name = self._name(key)
-
-        async def delete() -> None:
-            with map_s3_errors(self.bucket, name):
-                await self.client.delete_object(Bucket=self.bucket, Key=name)
-
-        with contextlib.suppress(ObjectNotFound):
-            await self._object_op(delete)
+    async def _delete_object(self, name: str) -> None:
+        with map_s3_errors(self.bucket, name):
+            await self.client.delete_object(Bucket=self.bucket, Key=name)
 
     async def check_writable(self) -> None:
         """Check the bucket exists, then write and delete a probe object.
@@ -464,6 +354,4 @@ class S3Storage:
         missing bucket on the first write.
         """
         await self._check_bucket()
-        probe = f".replicate-probe-{uuid.uuid4().hex}"
-        await self.write(probe, b"probe")
-        await self.delete(probe)
+        await super().check_writable()

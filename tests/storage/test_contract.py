@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import random
 import time
@@ -279,6 +280,43 @@ async def dropping_server(body: bytes) -> AsyncIterator[tuple[str, list[str]]]:
         yield url, ranges
 
 
+@dataclasses.dataclass(frozen=True)
+class Cloud:
+    """A cloud backend pointed at a local server through one environment variable."""
+
+    env: str  # the variable naming the server's URL
+    storage: type[S3Storage | GCSStorage]
+    url: str  # a repository URL in bucket "bucket"
+    path: str  # the HTTP path of its key "k"
+
+
+CLOUDS = [
+    pytest.param(
+        Cloud("AWS_ENDPOINT_URL_S3", S3Storage, "s3://bucket/repo", "/bucket/repo/k"),
+        id="s3",
+        marks=pytest.mark.s3,
+    ),
+    pytest.param(
+        Cloud(
+            "STORAGE_EMULATOR_HOST", GCSStorage, "gs://bucket/repo", "/storage/v1/b/bucket/o/repo/k"
+        ),
+        id="gcs",
+        marks=pytest.mark.gcs,
+    ),
+]
+
+
+async def assert_bucket_missing(storage: Storage, hint: str) -> None:
+    """Every operation raises BucketNotFound; check_writable's error says ``hint``."""
+    with pytest.raises(BucketNotFound, match=hint):
+        await storage.check_writable()
+    for operation in (storage.read, storage.size, storage.exists, storage.delete):
+        with pytest.raises(BucketNotFound):
+            await operation("k")
+    with pytest.raises(BucketNotFound):
+        await storage.list("")
+
+
 class TestErrorTranslation:
     """Backend errors arrive as the replicate.errors hierarchy, classified by code or status."""
 
@@ -290,13 +328,7 @@ class TestErrorTranslation:
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
         bucket = new_bucket_name()
         async with S3Storage(f"s3://{bucket}/repo") as storage:
-            with pytest.raises(BucketNotFound, match=f"aws s3 mb s3://{bucket}"):
-                await storage.check_writable()
-            for operation in (storage.read, storage.size, storage.exists, storage.delete):
-                with pytest.raises(BucketNotFound):
-                    await operation("k")
-            with pytest.raises(BucketNotFound):
-                await storage.list("")
+            await assert_bucket_missing(storage, f"aws s3 mb s3://{bucket}")
 
     @pytest.mark.gcs
     async def test_gcs_missing_bucket(
@@ -306,15 +338,7 @@ class TestErrorTranslation:
         monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
         bucket = new_bucket_name()
         async with GCSStorage(f"gs://{bucket}/repo") as storage:
-            with pytest.raises(
-                BucketNotFound, match=f"gcloud storage buckets create gs://{bucket}"
-            ):
-                await storage.check_writable()
-            for operation in (storage.read, storage.size, storage.exists, storage.delete):
-                with pytest.raises(BucketNotFound):
-                    await operation("k")
-            with pytest.raises(BucketNotFound):
-                await storage.list("")
+            await assert_bucket_missing(storage, f"gcloud storage buckets create gs://{bucket}")
             with pytest.raises(BucketNotFound):
                 await storage.upload("k", generate(PART_SIZE + 1, MiB))
 
@@ -332,68 +356,37 @@ class TestErrorTranslation:
             with pytest.raises(StoragePermissionError):
                 await storage.read("k")
 
-    @pytest.mark.s3
-    async def test_s3_unreachable_endpoint_is_transient(
-        self, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("cloud", CLOUDS)
+    async def test_unreachable_endpoint_is_transient(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """Connection refused is retried and then raised as TransientStorageError, quickly."""
         (port,) = free_ports(1)
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv(cloud.env, f"http://127.0.0.1:{port}")
         started = time.monotonic()
-        async with S3Storage("s3://bucket/repo", retry_attempts=2, retry_delay=0.01) as storage:
+        async with cloud.storage(cloud.url, retry_attempts=2, retry_delay=0.01) as storage:
             with pytest.raises(TransientStorageError):
                 await storage.read("k")
         assert time.monotonic() - started < 10
 
-    @pytest.mark.s3
-    async def test_s3_503_is_retried(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Two 503 answers are retried (by botocore, then by us) and the third succeeds."""
+    @pytest.mark.parametrize("cloud", CLOUDS)
+    async def test_503_is_retried(self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Two 503 answers are retried (by botocore, then by us, on S3) and the third succeeds."""
         async with flaky_server(2, b"payload") as (url, hits):
-            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", url)
-            async with S3Storage("s3://bucket/repo", retry_delay=0.01) as storage:
+            monkeypatch.setenv(cloud.env, url)
+            async with cloud.storage(cloud.url, retry_delay=0.01) as storage:
                 assert await storage.read("k") == b"payload"
-        assert hits == ["/bucket/repo/k"] * 3
+        assert hits == [cloud.path] * 3
 
-    @pytest.mark.gcs
-    async def test_gcs_503_is_retried(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Two 503 answers are retried and the third succeeds."""
-        async with flaky_server(2, b"payload") as (url, hits):
-            monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
-            async with GCSStorage("gs://bucket/repo", retry_delay=0.01) as storage:
-                assert await storage.read("k") == b"payload"
-        assert hits == ["/storage/v1/b/bucket/o/repo/k"] * 3
-
-    @pytest.mark.gcs
-    async def test_gcs_unreachable_endpoint_is_transient(
-        self, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("cloud", CLOUDS)
+    async def test_stream_resumes_after_a_drop(
+        self, cloud: Cloud, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Connection refused is retried and then raised as TransientStorageError, quickly."""
-        (port,) = free_ports(1)
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
-        started = time.monotonic()
-        async with GCSStorage("gs://bucket/repo", retry_attempts=2, retry_delay=0.01) as storage:
-            with pytest.raises(TransientStorageError):
-                await storage.read("k")
-        assert time.monotonic() - started < 10
-
-    @pytest.mark.s3
-    async def test_s3_stream_resumes_after_a_drop(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """A connection dropped mid-stream is reopened at the offset already yielded."""
         body = random.Random(1).randbytes(4 * MiB)
         async with dropping_server(body) as (url, ranges):
-            monkeypatch.setenv("AWS_ENDPOINT_URL_S3", url)
-            async with S3Storage("s3://bucket/repo", retry_delay=0.01) as storage:
-                assert await collect(storage, "k") == body
-        assert ranges[0] == ""
-        assert ranges[-1].startswith("bytes=") and ranges[-1] != "bytes=0-"
-
-    @pytest.mark.gcs
-    async def test_gcs_stream_resumes_after_a_drop(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """A connection dropped mid-stream is reopened at the offset already yielded."""
-        body = random.Random(1).randbytes(4 * MiB)
-        async with dropping_server(body) as (url, ranges):
-            monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
-            async with GCSStorage("gs://bucket/repo", retry_delay=0.01) as storage:
+            monkeypatch.setenv(cloud.env, url)
+            async with cloud.storage(cloud.url, retry_delay=0.01) as storage:
                 assert await collect(storage, "k") == body
         assert ranges[0] == ""
         assert ranges[-1].startswith("bytes=") and ranges[-1] != "bytes=0-"
