@@ -10,7 +10,7 @@ import fcntl
 import os
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
@@ -285,9 +285,13 @@ class Unpacker:
     stream raises CorruptedArchive, at the latest from :meth:`close`.
     """
 
-    def __init__(self, sink: MemberSink, label: str) -> None:
+    def __init__(
+        self, sink: MemberSink, label: str, *, on_name: Callable[[str], None] | None = None
+    ) -> None:
+        """``on_name`` sees each regular member's full name (the sink sees it stripped)."""
         self._sink = sink
         self._label = label
+        self._on_name = on_name
         self._inflate = isal_zlib.decompressobj(31)
         self._header = bytearray()
         self._remaining = 0
@@ -385,7 +389,10 @@ class Unpacker:
         elif kind in tarfile.REGULAR_TYPES:
             path = self._pax.get(b"path")
             name = path.decode("utf-8", "surrogateescape") if path else None
-            rel = member_path(name or self._long_name or info.name)
+            full = name or self._long_name or info.name
+            if self._on_name is not None:
+                self._on_name(full)
+            rel = member_path(full)
             self._rel = rel or ""
             self._file = self._sink.begin(rel, size, info.mode) if rel else None
         if kind not in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE):

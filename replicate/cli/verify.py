@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, Literal
@@ -11,7 +10,7 @@ from typing import BinaryIO, Literal
 import anyio
 import click
 
-from replicate.archive import RECORD, Unpacker
+from replicate.archive import Unpacker
 from replicate.cli import _render
 from replicate.cli._context import CliState, repository_option
 from replicate.errors import (
@@ -40,9 +39,6 @@ from replicate.repository import (
 STREAMS_IN_FLIGHT = 8
 
 Kind = Literal["repository", "experiment", "checkpoint"]
-
-_END_OF_ARCHIVE = bytes(RECORD)
-_META_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,35 +215,6 @@ class _Discard:
         return False
 
 
-class MemberCheck(Unpacker):
-    """An Unpacker that keeps nothing and notes the first member not named ``<id>/...``.
-
-    The sink of an Unpacker only sees names with the first component stripped, so the full
-    name is taken here from the header (and a preceding pax or GNU long-name record).
-    """
-
-    def __init__(self, id: str, label: str) -> None:
-        super().__init__(_Discard(), label)
-        self.id = id
-        self.stray: str | None = None
-
-    def _start_member(self, block: bytes) -> None:
-        if self.stray is None and block != _END_OF_ARCHIVE:
-            try:
-                info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
-            except tarfile.HeaderError:
-                pass  # the Unpacker reports it as damage
-            else:
-                if info.type not in _META_TYPES:
-                    path = self._pax.get(b"path")
-                    name = path.decode("utf-8", "surrogateescape") if path else None
-                    name = name or self._long_name or info.name
-                    parts = [p for p in name.split("/") if p not in ("", ".")]
-                    if not parts or parts[0] != self.id:
-                        self.stray = name
-        super()._start_member(block)
-
-
 async def stream_check(
     repository: Repository, target: Target, progress: Callable[[int], None]
 ) -> str | None:
@@ -255,14 +222,21 @@ async def stream_check(
 
     Raises CorruptedArchive (truncated, damaged) or ObjectNotFound (deleted meanwhile).
     """
-    check = MemberCheck(target.id, archive_key(target.kind, target.id))
+    strays: list[str] = []
+
+    def note(name: str) -> None:
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts or parts[0] != target.id:
+            strays.append(name)
+
+    check = Unpacker(_Discard(), archive_key(target.kind, target.id), on_name=note)
     chunks: AsyncIterator[bytes] = repository.stream_archive(target.kind, target.id)
     async with contextlib.aclosing(chunks):  # type: ignore[type-var]
         async for chunk in chunks:
             await anyio.to_thread.run_sync(check.feed, chunk)
             progress(len(chunk))
     await anyio.to_thread.run_sync(check.close)
-    return check.stray
+    return strays[0] if strays else None
 
 
 # ---- the whole check -----------------------------------------------------------------------
