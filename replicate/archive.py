@@ -212,7 +212,7 @@ class Packer:
         self._gzip = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
         self._done = False
 
-    def read(self, target: int = 4 * CHUNK) -> bytes:
+    def read(self, target: int = CHUNK) -> bytes:
         """Return the next compressed bytes (about ``target``), or b"" at the end."""
         if self._done:
             return b""
