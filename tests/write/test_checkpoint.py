@@ -245,3 +245,23 @@ class TestJournal:
         experiment.stop()
         record = helpers.experiment((tmp_path / "r").as_uri(), experiment.id)
         assert [c.metrics["loss"] for c in record.checkpoints] == list(range(21))
+
+
+class TestUnreachableRepository:
+    @pytest.mark.s3
+    def test_init_against_a_missing_bucket_fails_clearly_and_leaves_nothing(
+        self, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """init() on a bucket that does not exist raises one line saying how to create it."""
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
+        project = make_project(tmp_path)
+        with pytest.raises(replicate.StorageError) as info:
+            replicate.init(path=".", repository="s3://never-made/repo", project_dir=project)
+        message = str(info.value)
+        assert "never-made" in message
+        assert "create it" in message
+        assert "\n" not in message
+        assert Spool(project / ".replicate" / "spool").jobs() == []
+        assert not (project / ".replicate" / "spool" / "data").exists() or not list(
+            (project / ".replicate" / "spool" / "data").iterdir()
+        )
