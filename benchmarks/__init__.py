@@ -17,4 +17,5 @@ BENCHMARKS: dict[str, str] = {
     "time_to_durable": "checkpoint() call -> wait() returns, to disk and to SeaweedFS",
     "ls_cold": "listing 1,000 experiments x 20 checkpoints on SeaweedFS, cold process",
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
+    "loop_inflation": "slowdown of a GIL-bound and a numpy training loop checkpointing 256 MiB",
 }
