@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -27,6 +31,8 @@ from replicate.repository import ArchiveKind
 from replicate.storage._common import first_error
 
 log = logging.getLogger("replicate")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: Whole-job attempts for transient trouble (each upload already retries inside storage/).
 JOB_ATTEMPTS = 8
@@ -39,6 +45,24 @@ UPLOADS_IN_FLIGHT = 2
 #: checkpoints arrive; the ones that arrive meanwhile land together in the next write.
 WRITE_SPACING = 20
 MAX_WRITE_GAP = 1.0
+#: Niceness of the threads that pack and hash (the training loop keeps priority).
+BACKGROUND_NICE = 10
+
+
+_niced = threading.local()
+
+
+def _background(fn: Callable[P, T]) -> Callable[P, T]:
+    """``fn`` run at a lower CPU priority, so packing yields the cores to training first."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        if not getattr(_niced, "done", False):
+            with contextlib.suppress(OSError):  # per thread on Linux
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+            _niced.done = True
+        return fn(*args, **kwargs)
+
+    return run
 
 
 class JobFailed(Exception):
@@ -189,12 +213,12 @@ class Worker:
         async def hashed(chunks: MemoryObjectReceiveStream[bytes]) -> AsyncIterator[bytes]:
             async for chunk in chunks:
                 # CPU work off the loop, in parallel with packing (hashlib drops the GIL)
-                await anyio.to_thread.run_sync(digest.update, chunk)
+                await anyio.to_thread.run_sync(_background(digest.update), chunk)
                 yield chunk
 
         async def produce(send: MemoryObjectSendStream[bytes]) -> None:
             async with send:
-                while chunk := await anyio.to_thread.run_sync(packer.read):
+                while chunk := await anyio.to_thread.run_sync(_background(packer.read)):
                     try:
                         await send.send(chunk)
                     except anyio.BrokenResourceError:
