@@ -239,7 +239,7 @@ def _tar_gz(members: dict[str, bytes], *, fmt: int = 1) -> bytes:
 
 
 def _extract(data: bytes, dest: Path, *, step: int = 1 << 20) -> dict[str, bytes]:
-    from replicate.archive import ExtractTo, Unpacker
+    from replicate.extract import ExtractTo, Unpacker
 
     sink = ExtractTo(dest)
     unpacker = Unpacker(sink, "test.tar.gz")

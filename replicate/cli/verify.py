@@ -10,7 +10,6 @@ from typing import BinaryIO, Literal
 import anyio
 import click
 
-from replicate.archive import Unpacker
 from replicate.cli import _render
 from replicate.cli._context import CliState, repository_option
 from replicate.errors import (
@@ -21,6 +20,7 @@ from replicate.errors import (
     ObjectNotFound,
     ReplicateError,
 )
+from replicate.extract import Unpacker
 from replicate.ids import short_id
 from replicate.read.format import dumps, format_size
 from replicate.read.source import Queued, Source, queued

@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 import anyio
 
-from replicate.archive import ExtractTo, MemberSink, OneMember, Unpacker
 from replicate.errors import CorruptedArchive, DoesNotExist, ObjectNotFound, ValidationError
+from replicate.extract import ExtractTo, MemberSink, OneMember, Unpacker
 from replicate.ids import short_id
 from replicate.read.source import Source
 from replicate.records import CheckpointRecord, ExperimentRecord
