@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from replicate.api import init
+from replicate.checkpoint import Checkpoint
 from replicate.errors import (
     AmbiguousID,
     ConfigError,
@@ -18,7 +19,7 @@ from replicate.errors import (
     UploadFailed,
     ValidationError,
 )
-from replicate.experiment import Checkpoint, Experiment
+from replicate.experiment import Experiment
 from replicate.read import experiments
 
 __all__ = [

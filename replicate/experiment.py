@@ -12,20 +12,19 @@ from types import TracebackType
 from typing import Any, Self
 
 from replicate import archive, console
+from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon
 from replicate.daemon.jobs import Job
 from replicate.daemon.spool import Spool, new_job_id
-from replicate.daemon.worker import JobFailed, Landed
+from replicate.daemon.worker import Landed
 from replicate.errors import UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.records import (
     CheckpointRecord,
     ExperimentRecord,
     PrimaryMetric,
-    normalize_goal,
     now,
-    to_json_value,
 )
 
 #: Default spool budget; ``REPLICATE_SPOOL_MAX_BYTES`` overrides it.
@@ -42,92 +41,6 @@ def spool_budget() -> int:
         raise ValidationError(
             f"REPLICATE_SPOOL_MAX_BYTES={value!r} is not a number of bytes: set it to e.g. 8589934592"
         ) from None
-
-
-class Checkpoint:
-    """A checkpoint created in this process; its upload goes on in the background."""
-
-    def __init__(self, record: CheckpointRecord, future: Future[Landed]) -> None:
-        self.record = record
-        self._future = future
-
-    id = property(lambda self: self.record.id)
-    short_id = property(lambda self: short_id(self.record.id))
-    step = property(lambda self: self.record.step)
-    metrics = property(lambda self: self.record.metrics)
-    path = property(lambda self: self.record.path)
-    created = property(lambda self: self.record.created)
-    primary_metric = property(lambda self: self.record.primary_metric)
-
-    def done(self) -> bool:
-        """True once the checkpoint landed in the repository, or failed to."""
-        return self._future.done()
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until it landed (True) or ``timeout`` passed (False); UploadFailed if it failed."""
-        try:
-            self._future.result(timeout=timeout)
-        except TimeoutError:
-            return False
-        except JobFailed as exc:
-            raise UploadFailed(
-                f"checkpoint {self.short_id} did not upload: {exc}", {self.id: str(exc)}
-            ) from exc
-        return True
-
-    @property
-    def sha256(self) -> str | None:
-        """The sha256 of the uploaded tarball once it landed (None before, or without files)."""
-        if not self._future.done() or self._future.exception() is not None:
-            return None
-        return self._future.result().sha256 or None
-
-    @property
-    def error(self) -> str | None:
-        """Why the upload failed, if it did."""
-        if not self._future.done():
-            return None
-        exc = self._future.exception()
-        return None if exc is None else str(exc)
-
-    def __repr__(self) -> str:
-        state = (
-            "landed" if self.done() and not self.error else "failed" if self.error else "pending"
-        )
-        return f"<Checkpoint {self.short_id} step={self.step} {state}>"
-
-
-def _failed_future(error: str) -> Future[Landed]:
-    future: Future[Landed] = Future()
-    future.set_exception(JobFailed(error, permanent=False))
-    return future
-
-
-def validate_metrics(
-    metrics: Mapping[str, Any] | None, primary_metric: Any
-) -> tuple[dict[str, Any], PrimaryMetric | None]:
-    """Check metrics and primary_metric; raise ValidationError naming the problem."""
-    if metrics is not None and not isinstance(metrics, Mapping):
-        raise ValidationError(
-            f"metrics must be a dict of name -> value, got {type(metrics).__name__}"
-        )
-    clean = to_json_value(dict(metrics or {}), where="metrics")
-    if primary_metric is None:
-        return clean, None
-    if not (
-        isinstance(primary_metric, tuple | list)
-        and len(primary_metric) == 2
-        and isinstance(primary_metric[0], str)
-    ):
-        raise ValidationError(
-            f"primary_metric must be a (name, goal) pair like ('loss', 'minimize'), got {primary_metric!r}"
-        )
-    name, goal = primary_metric
-    if name not in clean:
-        raise ValidationError(
-            f"primary_metric {name!r} is not among the metrics {sorted(clean)}: pass it in metrics too"
-        )
-    return clean, PrimaryMetric(name, normalize_goal(goal))
 
 
 @dataclass
@@ -289,7 +202,7 @@ class Experiment:
                 f"{exc.strerror or exc}"
             )
             console.warn(message + " (training goes on; free some disk space)")
-            future = _failed_future(message)
+            future = failed_future(message)
         else:
             future = self._daemon.submit(job)
             if not quiet:

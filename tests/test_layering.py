@@ -16,7 +16,13 @@ ASYNC_MODULES = [
     PACKAGE / "daemon" / "heartbeat.py",
     PACKAGE / "daemon" / "pool.py",
 ]
-SYNC_LAYER = ("replicate.api", "replicate.experiment", "replicate.cli", "replicate.read")
+SYNC_LAYER = (
+    "replicate.api",
+    "replicate.experiment",
+    "replicate.checkpoint",
+    "replicate.cli",
+    "replicate.read",
+)
 
 
 def imports(path: Path) -> set[str]:
