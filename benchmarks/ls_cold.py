@@ -4,10 +4,10 @@ The repository is written straight through ``Repository`` + ``records`` (metadat
 tarballs) into a SeaweedFS started here. Then, interleaved, 3 runs each (median):
 
 - ``replicate ls -R s3://bench/repo`` as a fresh process; if this build has no ``ls`` command
-  yet, a fresh ``python -c`` process calling ``Repository.list_experiments()`` (said so);
+  yet, a fresh ``python -c`` process calling ``Repository.load_experiments()`` (said so);
 - baseline: a fresh ``python -c`` process with raw aiobotocore that lists the same prefix and
   GETs + ``json.loads`` every experiment JSON, 64 requests in flight (the floor of the work);
-- ``Repository.list_experiments()`` in a fresh process (listing + parsing without the CLI);
+- ``Repository.load_experiments()`` in a fresh process (listing + parsing without the CLI);
 - ``python -c pass`` (interpreter start, for scale).
 """
 
@@ -62,7 +62,7 @@ from replicate.storage import open_storage
 
 async def main():
     async with open_storage(sys.argv[1]) as storage:
-        return await Repository(storage).list_experiments()
+        return await Repository(storage).load_experiments()
 
 t1 = time.perf_counter()
 records = anyio.run(main)
@@ -173,7 +173,7 @@ def run(options: Options) -> None:
         anyio.run(_populate, url, count)
         populate = time.perf_counter() - start
         has_ls = _has_ls(env)
-        mine_label = f"replicate ls -R {url}" if has_ls else "Repository.list_experiments()"
+        mine_label = f"replicate ls -R {url}" if has_ls else "Repository.load_experiments()"
         progress(f"{RUNS} cold runs each of: {mine_label}, raw aiobotocore, python -c pass")
         mine: list[float] = []
         direct: list[float] = []
@@ -218,7 +218,7 @@ def run(options: Options) -> None:
     if has_ls:
         rows.append(
             [
-                "Repository.list_experiments() in a fresh process",
+                "Repository.load_experiments() in a fresh process",
                 fmt_s(p50(direct)),
                 fmt_s(min(direct)),
                 fmt_s(max(direct)),
@@ -256,7 +256,7 @@ def run(options: Options) -> None:
     )
     note(f"repository written in {fmt_s(populate)}; {RUNNING} experiments have fresh heartbeats.")
     if not has_ls:
-        note("`replicate ls` is not in this build yet: measured Repository.list_experiments() in")
+        note("`replicate ls` is not in this build yet: measured Repository.load_experiments() in")
         note("a fresh process instead (import + open storage + list + parse), without rendering.")
     note("listing only = time inside the process after imports (list + GET + parse).")
     note(f"target: < 2 s cold → {verdict(mine50 < TARGET)}")

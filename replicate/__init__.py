@@ -2,10 +2,13 @@
 
 __version__ = "0.1.0"
 
+from replicate import maintenance
 from replicate.api import init
 from replicate.checkpoint import Checkpoint
 from replicate.errors import (
     AmbiguousID,
+    BucketNotFound,
+    CheckoutCancelled,
     ConfigError,
     CorruptedArchive,
     CorruptedMetadata,
@@ -13,9 +16,15 @@ from replicate.errors import (
     DaemonError,
     DoesNotExist,
     IncompatibleRepository,
+    JobFailed,
+    MissingExtra,
+    ObjectNotFound,
     ReplicateError,
     RepositoryError,
+    SeveralErrors,
     StorageError,
+    StoragePermissionError,
+    TransientStorageError,
     UploadFailed,
     ValidationError,
 )
@@ -24,6 +33,8 @@ from replicate.read import experiments
 
 __all__ = [
     "AmbiguousID",
+    "BucketNotFound",
+    "CheckoutCancelled",
     "Checkpoint",
     "ConfigError",
     "CorruptedArchive",
@@ -33,12 +44,19 @@ __all__ = [
     "DoesNotExist",
     "Experiment",
     "IncompatibleRepository",
+    "JobFailed",
+    "MissingExtra",
+    "ObjectNotFound",
     "ReplicateError",
     "RepositoryError",
+    "SeveralErrors",
     "StorageError",
+    "StoragePermissionError",
+    "TransientStorageError",
     "UploadFailed",
     "ValidationError",
     "__version__",
     "experiments",
     "init",
+    "maintenance",
 ]

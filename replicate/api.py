@@ -15,9 +15,7 @@ from urllib.parse import urlparse
 
 from replicate import archive, console
 from replicate.config import load_config
-from replicate.daemon import Daemon
-from replicate.daemon.jobs import Job
-from replicate.daemon.spool import new_job_id
+from replicate.daemon import Daemon, Job, new_job_id
 from replicate.errors import ValidationError
 from replicate.experiment import Experiment
 from replicate.ids import random_id, short_id
@@ -95,6 +93,7 @@ def init(
         python_packages=python_packages(),
     )
     daemon = Daemon.get()
+    daemon.configure(config.settings)
 
     async def check(repo: Repository) -> None:
         await repo.check_version(create=True)
@@ -134,6 +133,6 @@ def init(
         + (f", saving {len(files)} files of {rel!r}" if files else "")
         + f" to {config.repository}"
     )
-    experiment = Experiment(record, config, daemon, spool, ignore, heartbeat=not disable_heartbeat)
-    experiment._track(record.id, future)
-    return experiment
+    return Experiment(
+        record, config, daemon, spool, ignore, heartbeat=not disable_heartbeat, code_upload=future
+    )

@@ -226,8 +226,3 @@ class Packer:
         out.append(self._gzip.flush())
         self._done = True
         return b"".join(out)
-
-
-# ---- reading tarballs back: push-based, so chunks can come straight from storage ---------------
-
-#: Decompressed bytes handled per step: bounds memory whatever the compression ratio.

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Any
 
-from replicate.daemon.worker import JobFailed, Landed
-from replicate.errors import UploadFailed, ValidationError
+from replicate.daemon import Landed
+from replicate.errors import JobFailed, UploadFailed, ValidationError
 from replicate.ids import short_id
 from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal, to_json_value
 

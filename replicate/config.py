@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from replicate import console
 from replicate.errors import ConfigError
+from replicate.retries import JOB_DEADLINE, REQUEST_DEADLINE, RetryPolicy
+
+T = TypeVar("T")
 
 CONFIG_NAMES = ("replicate.yaml", "replicate.yml", "keepsake.yaml", "keepsake.yml")
 DEFAULT_REPOSITORY = "file://.replicate/storage"
@@ -39,6 +43,8 @@ class Config:
     project_dir: Path
     #: The config file that was read; None when the embedded default is used.
     config_file: Path | None
+    #: The ``REPLICATE_*`` settings, checked when the config is loaded.
+    settings: Settings = field(default_factory=lambda: Settings())
 
     @property
     def spool_dir(self) -> Path:
@@ -92,9 +98,10 @@ def load_config(
             warning=False,
         )
     try:
-        return Config(normalize_repository_url(url, project_dir), project_dir, config_file)
+        normalized = normalize_repository_url(url, project_dir)
     except ConfigError as exc:
         raise ConfigError(f"{source}{exc}") from exc
+    return Config(normalized, project_dir, config_file, load_settings())
 
 
 def _read_config_file(path: Path, *, required: bool) -> str | None:
@@ -167,3 +174,71 @@ def normalize_repository_url(url: str, base: Path) -> str:
         prefix = "/".join(part for part in prefix.split("/") if part)
         return f"{scheme}://{bucket}/{prefix}" if prefix else f"{scheme}://{bucket}"
     raise ConfigError(f"unknown repository URL scheme {scheme!r} in {url!r}; use {_ACCEPTED}")
+
+
+# ---- settings from the environment -----------------------------------------------------------
+
+#: Default size budget of the local upload queue (``REPLICATE_SPOOL_MAX_BYTES``).
+DEFAULT_SPOOL_MAX_BYTES = 16 * 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The ``REPLICATE_*`` variables, parsed and checked once (by ``init()`` and the CLI)."""
+
+    #: Bytes the spool may hold before ``checkpoint()`` waits for uploads.
+    spool_max_bytes: int = DEFAULT_SPOOL_MAX_BYTES
+    #: Seconds the process may spend finishing uploads at exit; None: until done.
+    exit_timeout: float | None = None
+    #: Flush snapshots (and the disk repository's files) before returning.
+    fsync: bool = False
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def _number(convert: Callable[[str], T], accepts: str, example: str) -> Callable[[str, str], T]:
+    def parse(name: str, value: str) -> T:
+        try:
+            number = convert(value)
+        except ValueError:
+            number = None
+        if number is None or not number >= 0:  # type: ignore[operator]
+            raise ConfigError(
+                f"{name}={value!r} is not valid: it takes {accepts}, e.g. {name}={example}"
+            )
+        return number
+
+    return parse
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(
+        f"{name}={value!r} is not valid: it takes 1 or 0 (true/false, yes/no, on/off)"
+    )
+
+
+_bytes = _number(int, "a number of bytes", "8589934592")
+_seconds = _number(float, "a number of seconds", "600")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse the ``REPLICATE_*`` settings; a bad value raises ConfigError naming the variable."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+        value = env.get(name, "").strip()
+        return parse(name, value) if value else default
+
+    return Settings(
+        spool_max_bytes=get("REPLICATE_SPOOL_MAX_BYTES", _bytes, DEFAULT_SPOOL_MAX_BYTES),
+        exit_timeout=get("REPLICATE_EXIT_TIMEOUT", _seconds, None),
+        fsync=get("REPLICATE_FSYNC", _flag, False),
+        retry=RetryPolicy(
+            request_deadline=get("REPLICATE_REQUEST_DEADLINE", _seconds, REQUEST_DEADLINE),
+            job_deadline=get("REPLICATE_JOB_DEADLINE", _seconds, JOB_DEADLINE),
+        ),
+    )

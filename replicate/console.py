@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 import threading
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from rich.console import Console
 
 _lock = threading.Lock()
 _said: set[str] = set()
-
-
-@functools.cache
-def stderr() -> Console:
-    """The shared stderr console (respects NO_COLOR and non-terminals)."""
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")))
 
 
 def info(message: str) -> None:

@@ -14,10 +14,7 @@ from typing import Any, Self
 from replicate import archive, console
 from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
 from replicate.config import Config
-from replicate.daemon import Daemon
-from replicate.daemon.jobs import Job
-from replicate.daemon.spool import Spool, new_job_id
-from replicate.daemon.worker import Landed
+from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
 from replicate.errors import UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.records import (
@@ -26,21 +23,6 @@ from replicate.records import (
     PrimaryMetric,
     now,
 )
-
-#: Default spool budget; ``REPLICATE_SPOOL_MAX_BYTES`` overrides it.
-DEFAULT_SPOOL_MAX_BYTES = 16 * 1024**3
-
-
-def spool_budget() -> int:
-    value = os.environ.get("REPLICATE_SPOOL_MAX_BYTES", "").strip()
-    if not value:
-        return DEFAULT_SPOOL_MAX_BYTES
-    try:
-        return int(value)
-    except ValueError:
-        raise ValidationError(
-            f"REPLICATE_SPOOL_MAX_BYTES={value!r} is not a number of bytes: set it to e.g. 8589934592"
-        ) from None
 
 
 @dataclass
@@ -79,6 +61,7 @@ class Experiment:
         spool: Spool,
         ignore: archive.Ignore,
         heartbeat: bool,
+        code_upload: Future[Landed] | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -90,6 +73,8 @@ class Experiment:
         self._lock = threading.Lock()
         self._checkpoints: list[Checkpoint] = []
         self._futures: list[tuple[str, Future[Landed]]] = []
+        if code_upload is not None:
+            self._futures.append((record.id, code_upload))
         self._stopped = False
 
     @property
@@ -108,10 +93,6 @@ class Experiment:
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints created by this process, in order."""
         return list(self._checkpoints)
-
-    def _track(self, label: str, future: Future[Landed]) -> None:
-        with self._lock:
-            self._futures.append((label, future))
 
     def _check_open(self) -> None:
         if self._stopped:
@@ -145,10 +126,7 @@ class Experiment:
                     f"path {str(path)!r} holds no files: save something there first"
                 )
         if files:
-            incoming = sum(p.stat().st_size for p, _ in files)
-            self._daemon.wait_for_room(
-                self._spool.root, incoming, spool_budget(), self._say_blocked
-            )
+            self._wait_for_room(sum(p.stat().st_size for p, _ in files))
         job_id = new_job_id()
 
         def stage() -> dict[str, int]:
@@ -210,7 +188,8 @@ class Experiment:
                     f"saving checkpoint {short_id(record.id)} (step {record.step})"
                     + (f" of {path}" if path not in ("", ".") else "")
                 )
-        self._track(record.id, future)
+        with self._lock:
+            self._futures.append((record.id, future))
         checkpoint = Checkpoint(record, future)
         self._checkpoints.append(checkpoint)
         return checkpoint
@@ -233,14 +212,38 @@ class Experiment:
         """
         self._check_open()
         clean, pm = validate_metrics(metrics, primary_metric)
-        return CheckpointDir(self, clean, pm, step, quiet)
+        job_id = new_job_id()
 
-    def _say_blocked(self) -> None:
-        console.once(
-            "backpressure",
-            "checkpointing faster than uploads: the spool is over REPLICATE_SPOOL_MAX_BYTES, "
-            "so training waits for uploads to catch up",
-        )
+        def open_dir() -> Path:
+            self._wait_for_room(0)
+            return self._spool.staging_dir(job_id)
+
+        def close_dir() -> Checkpoint:
+            files_dir = self._spool.data_dir / job_id
+
+            def stage() -> dict[str, int]:  # already written in place: nothing to copy
+                return {
+                    p.relative_to(files_dir).as_posix(): p.stat().st_size
+                    for p in sorted(files_dir.rglob("*"))
+                    if p.is_file()
+                }
+
+            return self._queue(job_id, stage, step, clean, pm, ".", quiet)
+
+        return CheckpointDir(open_dir, close_dir, lambda: self._spool.discard(job_id))
+
+    def _wait_for_room(self, incoming: int) -> None:
+        """Block while this process's queued bytes plus ``incoming`` exceed the spool budget."""
+
+        def say_blocked() -> None:
+            console.once(
+                "backpressure",
+                "checkpointing faster than uploads: the spool is over REPLICATE_SPOOL_MAX_BYTES, "
+                "so training waits for uploads to catch up",
+            )
+
+        budget = self.config.settings.spool_max_bytes
+        self._daemon.wait_for_room(self._spool.root, incoming, budget, say_blocked)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every checkpoint so far landed or failed; False on timeout."""
@@ -311,26 +314,17 @@ class CheckpointDir:
 
     def __init__(
         self,
-        experiment: Experiment,
-        metrics: dict[str, Any],
-        primary_metric: PrimaryMetric | None,
-        step: int | None,
-        quiet: bool,
+        open_dir: Callable[[], Path],
+        close_dir: Callable[[], Checkpoint],
+        discard: Callable[[], None],
     ) -> None:
-        self._experiment = experiment
-        self._metrics = metrics
-        self._primary_metric = primary_metric
-        self._step = step
-        self._quiet = quiet
-        self._job_id = new_job_id()
+        self._open_dir = open_dir
+        self._close_dir = close_dir
+        self._discard = discard
         self.checkpoint: Checkpoint | None = None
 
     def __enter__(self) -> Path:
-        experiment = self._experiment
-        experiment._daemon.wait_for_room(
-            experiment._spool.root, 0, spool_budget(), experiment._say_blocked
-        )
-        return experiment._spool.staging_dir(self._job_id)
+        return self._open_dir()
 
     def __exit__(
         self,
@@ -338,19 +332,7 @@ class CheckpointDir:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        experiment = self._experiment
         if exc_type is not None:
-            experiment._spool.discard(self._job_id)
+            self._discard()
             return
-        files_dir = experiment._spool.data_dir / self._job_id
-
-        def stage() -> dict[str, int]:  # already written in place: nothing to copy
-            return {
-                p.relative_to(files_dir).as_posix(): p.stat().st_size
-                for p in sorted(files_dir.rglob("*"))
-                if p.is_file()
-            }
-
-        self.checkpoint = experiment._queue(
-            self._job_id, stage, self._step, self._metrics, self._primary_metric, ".", self._quiet
-        )
+        self.checkpoint = self._close_dir()

@@ -11,10 +11,10 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 from replicate.errors import CorruptedMetadata, ValidationError
 
@@ -130,12 +130,12 @@ def from_json_value(value: Any) -> Any:
     return value
 
 
-def _field(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+def _field(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], default: Any) -> Any:
     value = d.get(key)
     if value is None:
         return default
-    if not isinstance(value, kind):
-        kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, types):
+        kinds = types if isinstance(types, tuple) else (types,)
         expected = " or ".join(k.__name__ for k in kinds)
         raise ValidationError(f"{key!r} should be {expected}, got {value!r:.100}")
     return value
@@ -264,24 +264,48 @@ class ExperimentRecord:
         return dataclasses.replace(self, checkpoints=tuple(checkpoints))
 
     def best(self) -> CheckpointRecord | None:
-        """The best checkpoint by its own primary metric (finite numbers only; ties: earliest)."""
-        best: CheckpointRecord | None = None
-        best_value = 0.0
-        for checkpoint in self.checkpoints:
-            pm = checkpoint.primary_metric
-            value = None if pm is None else checkpoint.metrics.get(pm.name)
-            if pm is None or isinstance(value, bool) or not isinstance(value, int | float):
-                continue
-            if isinstance(value, float) and not math.isfinite(value):
-                continue
-            sign = 1 if pm.goal == "maximize" else -1
-            if best is None or sign * value > sign * best_value:
-                best, best_value = checkpoint, value
-        return best
+        """The best checkpoint: see :func:`best_of`."""
+        return best_of(self.checkpoints, lambda c: c)
 
     def latest(self) -> CheckpointRecord | None:
         """The last checkpoint in the list, if any."""
         return self.checkpoints[-1] if self.checkpoints else None
+
+
+# ---- the best checkpoint: one rule -----------------------------------------------------------
+
+C = TypeVar("C")
+
+
+def finite_number(value: Any) -> float | None:
+    """``value`` as a float if it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def primary_score(checkpoint: CheckpointRecord) -> float | None:
+    """The checkpoint's own primary metric, signed so that higher is better; None if unusable.
+
+    Only a checkpoint whose own ``primary_metric`` is set and whose value is a finite number
+    has a score (Keepsake's rule; a checkpoint without one never competes).
+    """
+    pm = checkpoint.primary_metric
+    value = None if pm is None else finite_number(checkpoint.metrics.get(pm.name))
+    if pm is None or value is None:
+        return None
+    return value if pm.goal == "maximize" else -value
+
+
+def best_of(items: Iterable[C], record: Callable[[C], CheckpointRecord]) -> C | None:
+    """The item whose checkpoint has the highest :func:`primary_score`; ties: the earliest."""
+    best: C | None = None
+    best_score = 0.0
+    for item in items:
+        score = primary_score(record(item))
+        if score is not None and (best is None or score > best_score):
+            best, best_score = item, score
+    return best
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from typing import Literal
 import anyio
 
 from replicate.errors import (
-    AmbiguousID,
     CorruptedMetadata,
     DoesNotExist,
     IncompatibleRepository,
@@ -19,7 +18,6 @@ from replicate.errors import (
 )
 from replicate.ids import short_id
 from replicate.records import (
-    CheckpointRecord,
     EncodingCache,
     ExperimentRecord,
     HeartbeatRecord,
@@ -34,7 +32,7 @@ FORMAT_VERSION = 1
 #: Concurrent metadata reads when listing a repository.
 READ_CONCURRENCY = 64
 
-ArchiveKind = Literal["experiments", "checkpoints"]
+ArchiveFolder = Literal["experiments", "checkpoints"]
 
 VERSION_KEY = "repository.json"
 EXPERIMENTS_PREFIX = "metadata/experiments/"
@@ -49,8 +47,8 @@ def heartbeat_key(id: str) -> str:
     return f"{HEARTBEATS_PREFIX}{id}.json"
 
 
-def archive_key(kind: ArchiveKind, id: str) -> str:
-    return f"{kind}/{id}.tar.gz"
+def archive_key(folder: ArchiveFolder, id: str) -> str:
+    return f"{folder}/{id}.tar.gz"
 
 
 def _ids_in(keys: list[str], prefix: str) -> list[str]:
@@ -113,7 +111,7 @@ class Repository:
     async def experiment_ids(self) -> list[str]:
         return _ids_in(await self.storage.list(EXPERIMENTS_PREFIX), EXPERIMENTS_PREFIX)
 
-    async def list_experiments(
+    async def load_experiments(
         self, on_corrupt: Callable[[ReplicateError], None] | None = None
     ) -> list[ExperimentRecord]:
         """Load every experiment concurrently, oldest first.
@@ -147,47 +145,6 @@ class Repository:
 
         records = await anyio.to_thread.run_sync(decode_all)
         return sorted(records, key=lambda r: r.created)
-
-    async def delete_experiment(self, record: ExperimentRecord) -> None:
-        """Delete an experiment, its heartbeat and every archive it owns (data after metadata)."""
-        await self.storage.delete(experiment_key(record.id))
-        await self.storage.delete(heartbeat_key(record.id))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self.storage.delete, archive_key("experiments", record.id))
-            for checkpoint in record.checkpoints:
-                tg.start_soon(self.storage.delete, archive_key("checkpoints", checkpoint.id))
-
-    # ---- id prefixes ---------------------------------------------------------------------
-
-    async def resolve(self, prefix: str) -> tuple[ExperimentRecord, CheckpointRecord | None]:
-        """Find the experiment, or the checkpoint and its experiment, that ``prefix`` names."""
-        prefix = prefix.strip().lower()
-        if not prefix:
-            raise DoesNotExist("an empty id matches nothing: pass an experiment or checkpoint id")
-        ids = await self.experiment_ids()
-        # An exact or prefix match of an experiment needs no other reads.
-        matches: list[tuple[ExperimentRecord, CheckpointRecord | None]] = []
-        experiment_matches = [id for id in ids if id.startswith(prefix)]
-        if len(experiment_matches) == 1 and len(prefix) == 64:
-            return await self.load_experiment(experiment_matches[0]), None
-        for record in await self.list_experiments(on_corrupt=lambda exc: None):
-            if record.id.startswith(prefix):
-                matches.append((record, None))
-            matches.extend((record, c) for c in record.checkpoints if c.id.startswith(prefix))
-        if not matches:
-            raise DoesNotExist(
-                f"no experiment or checkpoint matches {prefix!r} in {self.url}: "
-                "run `replicate ls` to see the ids"
-            )
-        if len(matches) > 1:
-            names = ", ".join(
-                f"checkpoint {c.id[:12]} of experiment {short_id(e.id)}"
-                if c
-                else f"experiment {e.id[:12]}"
-                for e, c in matches[:10]
-            )
-            raise AmbiguousID(f"{prefix!r} is ambiguous, it matches: {names}; use a longer prefix")
-        return matches[0]
 
     # ---- heartbeats ----------------------------------------------------------------------
 
@@ -223,17 +180,13 @@ class Repository:
 
     # ---- archives ------------------------------------------------------------------------
 
-    async def upload_archive(self, kind: ArchiveKind, id: str, source: AsyncIterable[bytes]) -> int:
-        return await self.storage.upload(archive_key(kind, id), source)
+    async def upload_archive(
+        self, folder: ArchiveFolder, id: str, source: AsyncIterable[bytes]
+    ) -> int:
+        return await self.storage.upload(archive_key(folder, id), source)
 
-    async def archive_size(self, kind: ArchiveKind, id: str) -> int:
-        return await self.storage.size(archive_key(kind, id))
+    async def archive_size(self, folder: ArchiveFolder, id: str) -> int:
+        return await self.storage.size(archive_key(folder, id))
 
-    async def has_archive(self, kind: ArchiveKind, id: str) -> bool:
-        return await self.storage.exists(archive_key(kind, id))
-
-    def stream_archive(self, kind: ArchiveKind, id: str) -> AsyncIterator[bytes]:
-        return self.storage.stream(archive_key(kind, id))
-
-    async def delete_archive(self, kind: ArchiveKind, id: str) -> None:
-        await self.storage.delete(archive_key(kind, id))
+    def stream_archive(self, folder: ArchiveFolder, id: str) -> AsyncIterator[bytes]:
+        return self.storage.stream(archive_key(folder, id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 import replicate
@@ -37,25 +38,31 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-def calls_anyio_run(path: Path) -> bool:
+#: Ways into an event loop from another thread, or of starting one.
+CROSSINGS = {("anyio", "run"), ("asyncio", "run"), ("asyncio", "run_coroutine_threadsafe")}
+
+
+def crosses_into_a_loop(path: Path) -> bool:
+    """True if the module starts a loop or hands work to one from another thread."""
     tree = ast.parse(path.read_text())
-    return any(
-        isinstance(node, ast.Attribute)
-        and node.attr == "run"
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "anyio"
-        for node in ast.walk(tree)
-    )
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute):
+            continue
+        if node.attr == "call_soon_threadsafe":
+            return True
+        if isinstance(node.value, ast.Name) and (node.value.id, node.attr) in CROSSINGS:
+            return True
+    return False
 
 
 class TestLayering:
     def test_only_the_daemon_crosses_threads_into_the_loop(self) -> None:
-        """Only daemon/daemon.py imports anyio.from_thread or starts a loop with anyio.run."""
+        """Only daemon/daemon.py imports anyio.from_thread, starts a loop or calls into one."""
         crossing = sorted(
             str(path.relative_to(PACKAGE))
             for path in PACKAGE.rglob("*.py")
             if any(name.startswith("anyio.from_thread") for name in imports(path))
-            or calls_anyio_run(path)
+            or crosses_into_a_loop(path)
         )
         assert crossing == ["daemon/daemon.py"]
 
@@ -74,7 +81,42 @@ class TestPublicSurface:
         assert set(public) <= set(replicate.__all__)
 
     def test_every_error_has_one_root(self) -> None:
-        """Every exception replicate exports derives from ReplicateError."""
-        errors = [getattr(replicate, n) for n in replicate.__all__ if n.endswith(("Error", "ID"))]
-        errors += [replicate.DoesNotExist, replicate.UploadFailed, replicate.DaemonClosed]
-        assert all(issubclass(e, replicate.ReplicateError) for e in errors)
+        """Every exception class anywhere in the package is a ReplicateError from errors.py."""
+        defined = []
+        for path in PACKAGE.rglob("*.py"):
+            if path.name == "__main__.py":  # runs the CLI when imported
+                continue
+            module = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+            module = module.removesuffix(".__init__")
+            for obj in vars(importlib.import_module(module)).values():
+                if (
+                    isinstance(obj, type)
+                    and issubclass(obj, BaseException)
+                    and obj.__module__ == module
+                ):
+                    defined.append(obj)
+        assert defined, "no exception classes found: the walk is broken"
+        assert {e.__module__ for e in defined} == {"replicate.errors"}
+        assert all(issubclass(e, replicate.ReplicateError) for e in defined)
+
+    def test_every_error_is_exported(self) -> None:
+        """Every class in errors.py is in replicate.__all__."""
+        from replicate import errors
+
+        classes = {
+            name
+            for name, obj in vars(errors).items()
+            if isinstance(obj, type) and obj.__module__ == "replicate.errors"
+        }
+        assert classes <= set(replicate.__all__)
+
+    def test_a_group_of_errors_is_never_flattened(self) -> None:
+        """collapse() keeps every real error of a group; a single one stays itself."""
+        from replicate.errors import SeveralErrors, collapse
+
+        one = ValueError("one")
+        assert collapse(BaseExceptionGroup("g", [one])) is one
+        two = KeyError("two")
+        several = collapse(BaseExceptionGroup("g", [one, BaseExceptionGroup("h", [two])]))
+        assert isinstance(several, SeveralErrors)
+        assert several.errors == [one, two]

@@ -33,7 +33,9 @@ class CliState:
 
     @cached_property
     def daemon(self) -> Daemon:
-        return Daemon.get()
+        daemon = Daemon.get()
+        daemon.configure(self.config.settings)
+        return daemon
 
     def run(self, fn: Callable[[Repository], Awaitable[T]], *, check_version: bool = True) -> T:
         """Run ``fn(repository)`` in the daemon's loop and return its result."""

@@ -182,6 +182,12 @@ class Bar:
     def advance(self, amount: int = 1) -> None:
         self._progress.update(self._task, advance=amount)
 
+    def set(self, completed: int) -> None:
+        self._progress.update(self._task, completed=completed)
+
+    def describe(self, description: str) -> None:
+        self._progress.update(self._task, description=description)
+
     def stop(self) -> None:
         self._progress.stop()
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import click
+from rich.filesize import decimal
 
 from replicate import console
 from replicate.cli import _render
 from replicate.cli._context import CliState, repository_option
 from replicate.cli.rm import run_removal
-from replicate.daemon.heartbeat import is_running
 from replicate.ids import short_id
-from replicate.read.format import format_size
-from replicate.read.remove import Removal, archive_sizes, prune
-from replicate.read.source import load_snapshot
-from replicate.records import CheckpointRecord
-from replicate.repository import Repository
+from replicate.maintenance import plan_gc
 
 
 @click.command("gc")
@@ -41,35 +37,21 @@ def gc_command(state: CliState, keep_best: int, keep_last: int, dry_run: bool, f
     Only checkpoints with files are pruned; metrics-only checkpoints cost no storage and keep
     the metric history. Running experiments are left alone.
     """
-    snapshot = state.run(load_snapshot)
-    for exc in snapshot.corrupted:
+    plan = plan_gc(keep_best, keep_last, config=state.config)
+    for exc in plan.corrupted:
         console.warn(f"skipped: {exc}")
-    removal = Removal()
-    running = 0
-    for record in snapshot.records:
-        if is_running(snapshot.heartbeats.get(record.id)):
-            running += 1
-            continue
-        for checkpoint in prune(record, keep_best, keep_last):
-            removal.add(record, checkpoint)
-    if running:
-        console.info(f"left {running} running experiment(s) alone")
-    doomed: list[CheckpointRecord] = [
-        c for chosen in removal.checkpoints.values() for c in chosen.values()
-    ]
+    if plan.running:
+        console.info(f"left {plan.running} running experiment(s) alone")
+    doomed = plan.doomed
     if not doomed:
         click.echo(
             f"Nothing to delete: every stopped experiment has at most {keep_best} best and "
             f"{keep_last} last checkpoint(s) with files."
         )
         return
-
-    async def sizes(repository: Repository) -> int:
-        return await archive_sizes(repository, doomed)
-
     grid = _render.table("EXPERIMENT", "DELETE", "KEEP")
-    for record in snapshot.records:
-        chosen = removal.checkpoints.get(record.id)
+    for record in plan.records:
+        chosen = plan.removal.checkpoints.get(record.id)
         if chosen:
             kept = [c for c in record.checkpoints if c.path and c.id not in chosen]
             grid.add_row(
@@ -80,13 +62,13 @@ def gc_command(state: CliState, keep_best: int, keep_last: int, dry_run: bool, f
     _render.emit(_render.stdout(), grid)
     verb = "Would delete" if dry_run else "Deleting"
     click.echo(
-        f"{verb} {len(doomed)} checkpoint(s) of {len(removal.checkpoints)} experiment(s), "
-        f"{format_size(state.run(sizes))}."
+        f"{verb} {len(doomed)} checkpoint(s) of {len(plan.removal.checkpoints)} experiment(s), "
+        f"{decimal(plan.size)}."
     )
     if dry_run:
         return
     _render.confirm(f"Delete {len(doomed)} checkpoint(s) from {state.url}?", force=force)
-    run_removal(state, removal)
+    run_removal(state, plan.removal)
     click.echo(f"Deleted {len(doomed)} checkpoint(s).")
 
 

@@ -72,7 +72,7 @@ def list_options(f: F) -> F:
     return repository_option(f)
 
 
-def list_experiments(
+def print_experiments(
     state: CliState,
     filters: Sequence[Filter],
     sort: str,
@@ -175,7 +175,7 @@ def render_table(
 def _list_command(
     name: str, doc: str, *, running_only: bool, hidden: bool = False
 ) -> click.Command:
-    """A command over ``list_experiments``: ``ls``, its alias ``list``, or ``ps``."""
+    """A command over ``print_experiments``: ``ls``, its alias ``list``, or ``ps``."""
 
     @click.command(name, help=doc, hidden=hidden)
     @list_options
@@ -187,7 +187,7 @@ def _list_command(
         quiet: bool,
         as_json: bool,
     ) -> None:
-        list_experiments(state, filters, sort, show_all, quiet, as_json, running_only=running_only)
+        print_experiments(state, filters, sort, show_all, quiet, as_json, running_only=running_only)
 
     return command
 

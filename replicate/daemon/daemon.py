@@ -22,13 +22,14 @@ from anyio.abc import TaskGroup
 from anyio.from_thread import BlockingPortal
 
 from replicate import console
+from replicate.config import Settings
 from replicate.daemon.executor import LoopExecutor
 from replicate.daemon.heartbeat import Heartbeats
 from replicate.daemon.jobs import Job
 from replicate.daemon.pool import RepositoryPool
 from replicate.daemon.spool import Spool, new_owner
-from replicate.daemon.worker import JobFailed, Landed, Worker
-from replicate.errors import DaemonClosed
+from replicate.daemon.worker import Landed, Worker
+from replicate.errors import DaemonClosed, JobFailed
 from replicate.repository import Repository
 
 T = TypeVar("T")
@@ -37,15 +38,6 @@ Ts = TypeVarTuple("Ts")
 #: Seconds of draining at exit before saying so.
 ANNOUNCE_AFTER = 0.25
 PROGRESS_EVERY = 5.0
-
-
-def _fsync_data() -> bool:
-    return os.environ.get("REPLICATE_FSYNC", "").strip().lower() in ("1", "true", "yes")
-
-
-def _exit_timeout() -> float | None:
-    value = os.environ.get("REPLICATE_EXIT_TIMEOUT", "").strip()
-    return float(value) if value else None
 
 
 class Daemon:
@@ -69,6 +61,8 @@ class Daemon:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.owner = new_owner()
+        #: The settings of the latest ``init()`` (or the defaults); see :meth:`configure`.
+        self.settings = Settings()
         self._cond = threading.Condition()
         self._futures: dict[str, Future[Landed]] = {}
         self._pending: dict[str, Job] = {}
@@ -103,6 +97,14 @@ class Daemon:
             raise DaemonClosed("the replicate daemon has shut down")
         return self._portal
 
+    def configure(self, settings: Settings) -> None:
+        """Use ``settings`` from now on: exit timeout, flushes, retry deadlines of new clients."""
+        self.settings = settings
+        self._pool.settings = settings
+        with self._cond:
+            for spool in self._spools.values():
+                spool.fsync_data = settings.fsync
+
     def call(self, fn: Callable[[*Ts], Awaitable[T]], *args: *Ts) -> T:
         """Run ``fn(*args)`` in the loop and return its result (not from the loop thread)."""
         return self._check().call(fn, *args)
@@ -120,7 +122,7 @@ class Daemon:
         with self._cond:
             spool = self._spools.get(root)
             if spool is None:
-                spool = self._spools[root] = Spool(root, fsync_data=_fsync_data())
+                spool = self._spools[root] = Spool(root, fsync_data=self.settings.fsync)
                 spool.lock_owner(self.owner)
             return spool
 
@@ -182,7 +184,7 @@ class Daemon:
     async def _main(self, ready: Future[BlockingPortal]) -> None:
         asyncio.get_running_loop().set_default_executor(LoopExecutor())
         async with AsyncExitStack() as stack:
-            self._pool = RepositoryPool(stack)
+            self._pool = RepositoryPool(stack, self.settings)
             self._heartbeats = Heartbeats(self._pool)
             self._worker = Worker(self._pool, self._spool_of, self._landed, self._job_failed)
             async with (
@@ -248,7 +250,7 @@ class Daemon:
 
     async def _drain_at_exit(self) -> bool:
         """Finish every pending job; False if told to stop first (the rest stays queued)."""
-        timeout = _exit_timeout()
+        timeout = self.settings.exit_timeout
         start = time.monotonic()
         said_at: float | None = None
         while pending := self._pending_snapshot():

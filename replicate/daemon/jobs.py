@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from replicate.records import CheckpointRecord, ExperimentRecord
 
-JobKind = Literal["experiment", "checkpoint", "stop"]
+JobKind = Literal["experiment", "checkpoint"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,8 +18,7 @@ class Job:
 
     ``experiment`` jobs upload the code tarball, then write the experiment JSON.
     ``checkpoint`` jobs upload the checkpoint tarball (if any files), then commit the checkpoint
-    into the experiment JSON. ``stop`` jobs delete the heartbeat once everything before them
-    landed (they make a process that died after ``stop()`` still end its experiment).
+    into the experiment JSON.
     """
 
     id: str
@@ -44,6 +43,11 @@ class Job:
     @property
     def staged_tar_path(self) -> Path:
         return self.root / "data" / f"{self.id}.tar"
+
+    @property
+    def owner_pid(self) -> int:
+        """The process id of the job's owner (owners are named ``<pid>-<random>``)."""
+        return int(self.owner.split("-", 1)[0])
 
     @property
     def size(self) -> int:

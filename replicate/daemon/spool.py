@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from replicate.daemon.jobs import Job
 
@@ -61,20 +61,46 @@ def owner_pid(owner: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class JobError:
+    """The last failed attempt of a job, as its journal records it."""
+
     message: str
+    #: retrying cannot fix it
     permanent: bool
     attempts: int
     time: float
+    #: its process gave up on it (permanent, or past the job deadline): only
+    #: ``replicate wait`` tries it again
+    final: bool = False
+
+
+#: Where a job is. ``uploading``: its live process is on it. ``retrying``: its live process
+#: is retrying it after an error. ``queued``: its process is gone and ``replicate wait``
+#: will land it. ``failed``: given up on (see its error); ``replicate wait`` retries it.
+#: ``landed``: it is in the repository and no longer in the spool.
+JobStatus = Literal["uploading", "retrying", "queued", "failed", "landed"]
+
+
+def job_status(error: JobError | None, owner_alive: bool) -> JobStatus:
+    """The one rule for a pending job's status; every command and view uses it."""
+    if error is not None and (error.permanent or error.final):
+        return "failed"
+    if not owner_alive:
+        return "queued"
+    return "uploading" if error is None else "retrying"
 
 
 @dataclass(frozen=True, slots=True)
 class JobState:
-    """What ``replicate queue`` shows of a job."""
+    """A pending job, its last error, whether its process lives, and its age in seconds."""
 
     job: Job
     error: JobError | None
     owner_alive: bool
     age: float
+
+    @property
+    def status(self) -> JobStatus:
+        return job_status(self.error, self.owner_alive)
 
 
 class Spool:
@@ -230,6 +256,7 @@ class Spool:
             "permanent": error.permanent,
             "attempts": error.attempts,
             "time": error.time,
+            "final": error.final,
         }
         self._append(job.owner, entry, durable=False)
 
@@ -260,7 +287,11 @@ class Spool:
                         pending.pop(entry["done"], None)
                     elif "error" in entry and entry["error"] in pending:
                         error = JobError(
-                            entry["message"], entry["permanent"], entry["attempts"], entry["time"]
+                            entry["message"],
+                            entry["permanent"],
+                            entry["attempts"],
+                            entry["time"],
+                            bool(entry.get("final", False)),
                         )
                         pending[entry["error"]] = (pending[entry["error"]][0], error)
                     elif "retry" in entry and entry["retry"] in pending:

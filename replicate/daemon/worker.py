@@ -6,12 +6,11 @@ import contextlib
 import hashlib
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar, TypeVarTuple
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -23,20 +22,20 @@ from replicate.daemon.spool import JobError, Spool
 from replicate.errors import (
     CorruptedArchive,
     DoesNotExist,
+    JobFailed,
+    SeveralErrors,
     StorageError,
     TransientStorageError,
+    collapse,
 )
 from replicate.records import CheckpointRecord, EncodingCache, ExperimentRecord
-from replicate.repository import ArchiveKind
-from replicate.storage._common import first_error
+from replicate.repository import ArchiveFolder
 
 log = logging.getLogger("replicate")
 P = ParamSpec("P")
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
-#: Whole-job attempts for transient trouble (each upload already retries inside storage/).
-JOB_ATTEMPTS = 8
-JOB_BACKOFF_MAX = 30.0
 #: Uploads with data in flight at once; metrics-only commits are not limited.
 UPLOADS_IN_FLIGHT = 2
 #: The experiment JSON grows with every checkpoint. Writing it at most once per
@@ -65,12 +64,33 @@ def _background(fn: Callable[P, T]) -> Callable[P, T]:
     return run
 
 
-class JobFailed(Exception):
-    """A job that will not land without help; ``permanent`` means retrying cannot fix it."""
+def _classify(job: Job, exc: Exception) -> JobFailed:
+    """What a failed attempt means for the job: retry it (transient) or give up (permanent).
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
-        super().__init__(message)
-        self.permanent = permanent
+    Messages name the problem, never a payload (params, metadata).
+    """
+    if isinstance(exc, JobFailed):
+        return exc
+    if isinstance(exc, SeveralErrors):
+        transient = all(isinstance(e, TransientStorageError | OSError) for e in exc.errors)
+        return JobFailed(str(exc), permanent=not transient)
+    if isinstance(exc, TransientStorageError):
+        return JobFailed(f"storage unavailable: {exc}", permanent=False)
+    if isinstance(exc, CorruptedArchive | StorageError | DoesNotExist):
+        return JobFailed(str(exc), permanent=True)
+    if isinstance(exc, OSError):
+        return JobFailed(f"reading the spool failed: {exc}", permanent=False)
+    # a bug must fail one job, not the whole daemon
+    log.error("unexpected error in %s", job.label, exc_info=exc)
+    return JobFailed(f"internal error ({type(exc).__name__}) in {job.label}", permanent=True)
+
+
+async def _bookkeep(fn: Callable[[Job, *Ts], None], job: Job, *args: *Ts) -> None:
+    """Run a spool bookkeeping call off the loop; a full disk there never stops the worker."""
+    try:
+        await anyio.to_thread.run_sync(fn, job, *args)
+    except OSError as exc:
+        log.warning("could not record the state of %s in the spool: %s", job.label, exc)
 
 
 @dataclass
@@ -108,14 +128,11 @@ class Worker:
         spool_for: Callable[[Job], Spool],
         on_landed: Callable[[Landed], None],
         on_failed: Callable[[Job, JobFailed], None],
-        *,
-        job_attempts: int = JOB_ATTEMPTS,
     ) -> None:
         self._pool = pool
         self._spool_for = spool_for
         self._on_landed = on_landed
         self._on_failed = on_failed
-        self._job_attempts = job_attempts
         self._experiments: dict[tuple[str, str], _Experiment] = {}
         self._uploads = anyio.CapacityLimiter(UPLOADS_IN_FLIGHT)
 
@@ -132,42 +149,35 @@ class Worker:
         return state
 
     async def run(self, job: Job) -> None:
-        """Land ``job``, retrying transient trouble; report the outcome through the callbacks."""
+        """Land ``job`` under the retry policy; report the outcome through the callbacks."""
         state = self._state(job)  # before any await: experiment jobs register first
         spool = self._spool_for(job)
-        attempt = 0
-        while True:
-            attempt += 1
+        attempts = 0
+
+        async def attempt() -> Landed:
+            nonlocal attempts
+            attempts += 1
             try:
-                landed = await self._attempt(job, state)
-            except JobFailed as exc:
-                failure = exc
-            except CorruptedArchive as exc:
-                failure = JobFailed(str(exc), permanent=True)
-            except TransientStorageError as exc:
-                failure = JobFailed(f"storage unavailable: {exc}", permanent=False)
-            except (StorageError, DoesNotExist) as exc:
-                failure = JobFailed(str(exc), permanent=True)
-            except OSError as exc:
-                failure = JobFailed(f"reading the spool failed: {exc}", permanent=False)
-            except Exception as exc:  # a bug must fail one job, not the whole daemon
-                log.exception("unexpected error in %s", job.label)
-                failure = JobFailed(f"internal error: {exc!r}", permanent=True)
-            else:
-                await anyio.to_thread.run_sync(spool.remove, job)
-                self._on_landed(landed)
-                return
-            error = JobError(str(failure), failure.permanent, attempt, time.time())
-            await anyio.to_thread.run_sync(spool.record_error, job, error)
-            if failure.permanent or attempt >= self._job_attempts:
-                if job.kind == "experiment":
-                    state.code_error = str(failure)
-                    state.code_landed.set()
-                self._on_failed(job, failure)
-                return
-            delay = min(JOB_BACKOFF_MAX, 2.0 ** (attempt - 1))
-            log.info("%s failed (%s); retrying in %.1f s", job.label, failure, delay)
-            await anyio.sleep(random.uniform(delay / 2, delay))
+                return await self._attempt(job, state)
+            except Exception as exc:
+                failure = _classify(job, exc)
+                error = JobError(str(failure), failure.permanent, attempts, time.time())
+                await _bookkeep(spool.record_error, job, error)
+                log.info("%s failed (%s)", job.label, failure)
+                raise failure from exc
+
+        try:
+            landed: Landed = await self._pool.settings.retry.job()(attempt)
+        except JobFailed as failure:
+            final = JobError(str(failure), failure.permanent, attempts, time.time(), final=True)
+            await _bookkeep(spool.record_error, job, final)
+            if job.kind == "experiment":
+                state.code_error = str(failure)
+                state.code_landed.set()
+            self._on_failed(job, failure)
+            return
+        await _bookkeep(spool.remove, job)
+        self._on_landed(landed)
 
     async def _attempt(self, job: Job, state: _Experiment) -> Landed:
         repository = await self._pool.get(job.repository)
@@ -198,7 +208,7 @@ class Worker:
             await self._commit(job, state, job.checkpoint)
         return Landed(job, size, digest)
 
-    async def _upload(self, job: Job, kind: ArchiveKind, id: str) -> tuple[int, str]:
+    async def _upload(self, job: Job, folder: ArchiveFolder, id: str) -> tuple[int, str]:
         spool = self._spool_for(job)
         damage = await anyio.to_thread.run_sync(spool.verify_snapshot, job)
         if damage is not None:
@@ -231,13 +241,13 @@ class Worker:
         try:
             async with self._uploads, anyio.create_task_group() as tg, receive:
                 tg.start_soon(produce, send)
-                sent = await repository.upload_archive(kind, id, hashed(receive))
+                sent = await repository.upload_archive(folder, id, hashed(receive))
         except BaseExceptionGroup as group:
-            raise first_error(group) from None
-        stored = await repository.archive_size(kind, id)
+            raise collapse(group) from None
+        stored = await repository.archive_size(folder, id)
         if stored != sent:  # verified before commit
             raise JobFailed(
-                f"{kind}/{id}.tar.gz holds {stored} bytes after sending {sent}", permanent=False
+                f"{folder}/{id}.tar.gz holds {stored} bytes after sending {sent}", permanent=False
             )
         return sent, digest.hexdigest()
 

@@ -22,7 +22,7 @@ from replicate.errors import DoesNotExist
 from replicate.ids import short_id
 from replicate.read.files import CheckoutResult
 from replicate.read.query import Filter, apply_filters
-from replicate.read.source import Source, list_experiments, resolve, view_of
+from replicate.read.source import Source, experiment_views, resolve, view_of
 from replicate.read.views import CheckpointList, CheckpointView, ExperimentList, ExperimentView
 from replicate.records import CheckpointRecord, ExperimentRecord
 from replicate.repository import Repository
@@ -69,7 +69,7 @@ class Experiments:
         Unreadable experiment JSONs are skipped with a warning on stderr.
         """
         source = source_for(repository, project_dir)
-        found, corrupted = list_experiments(source)
+        found, corrupted = experiment_views(source)
         for exc in corrupted:
             console.warn(f"skipped: {exc}")
         if filter is None:

@@ -3,31 +3,27 @@
 from __future__ import annotations
 
 import builtins
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from replicate.daemon import JobStatus
 from replicate.ids import short_id
-from replicate.records import CheckpointRecord, PrimaryMetric
+from replicate.records import CheckpointRecord, PrimaryMetric, best_of, finite_number
 
 if TYPE_CHECKING:
     from replicate.read.files import CheckoutResult
     from replicate.read.views import ExperimentView
 
-#: Where a checkpoint not yet in the repository is: its owner is uploading it, it waits
-#: in the local queue for ``replicate wait`` (owner dead), or its upload failed.
-UploadState = Literal["uploading", "queued", "failed"]
+#: Where a checkpoint not yet in the repository is, by the spool's one rule (job_status).
+UploadState = JobStatus
 
 
 def primary_value(checkpoint: CheckpointRecord) -> float | None:
     """The checkpoint's own primary metric as a finite number, or None."""
     pm = checkpoint.primary_metric
-    value = None if pm is None else checkpoint.metrics.get(pm.name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
+    return None if pm is None else finite_number(checkpoint.metrics.get(pm.name))
 
 
 class CheckpointView:
@@ -89,7 +85,7 @@ class CheckpointView:
         """
         from replicate.read.files import open_member
 
-        return open_member(self.experiment._source, self.experiment.record, self.record, path)
+        return open_member(self.experiment.source, self.experiment.record, self.record, path)
 
     def checkout(
         self, output_dir: str | Path, paths: Sequence[str] | None = None
@@ -102,7 +98,7 @@ class CheckpointView:
         from replicate.read.files import checkout
 
         return checkout(
-            self.experiment._source,
+            self.experiment.source,
             self.experiment.record,
             self.record,
             Path(output_dir),
@@ -148,16 +144,6 @@ class CheckpointList(builtins.list[CheckpointView]):
         return [c.created for c in self]
 
 
-def best_of(checkpoints: Sequence[CheckpointView]) -> CheckpointView | None:
-    """Same rule as ExperimentRecord.best(): own primary metric, finite numbers, earliest wins."""
-    best: CheckpointView | None = None
-    best_score = 0.0
-    for checkpoint in checkpoints:
-        value = checkpoint.primary_value
-        if value is None:
-            continue
-        assert checkpoint.primary_metric is not None
-        score = value if checkpoint.primary_metric.goal == "maximize" else -value
-        if best is None or score > best_score:
-            best, best_score = checkpoint, score
-    return best
+def best_checkpoint(checkpoints: Sequence[CheckpointView]) -> CheckpointView | None:
+    """The best of ``checkpoints`` by the one rule, records.best_of."""
+    return best_of(checkpoints, lambda c: c.record)

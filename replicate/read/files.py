@@ -14,12 +14,18 @@ from typing import BinaryIO
 
 import anyio
 
-from replicate.errors import CorruptedArchive, DoesNotExist, ObjectNotFound, ValidationError
+from replicate.errors import (
+    CheckoutCancelled,
+    CorruptedArchive,
+    DoesNotExist,
+    ObjectNotFound,
+    ValidationError,
+)
 from replicate.extract import ExtractTo, MemberSink, OneMember, Unpacker
 from replicate.ids import short_id
 from replicate.read.source import Source
 from replicate.records import CheckpointRecord, ExperimentRecord
-from replicate.repository import ArchiveKind, Repository, archive_key
+from replicate.repository import ArchiveFolder, Repository, archive_key
 
 #: Called with (total bytes) once, then with each chunk's size.
 Progress = Callable[[int], None]
@@ -29,7 +35,7 @@ Progress = Callable[[int], None]
 class Archive:
     """One tarball to read: what it is, for messages."""
 
-    kind: ArchiveKind
+    folder: ArchiveFolder
     id: str
     what: str
 
@@ -64,8 +70,8 @@ async def stream_into(
     progress: Progress | None = None,
 ) -> None:
     """Stream one tarball through an Unpacker into ``sink``; the inflating runs off the loop."""
-    unpacker = Unpacker(sink, archive_key(archive.kind, archive.id))
-    chunks: AsyncIterator[bytes] = repository.stream_archive(archive.kind, archive.id)
+    unpacker = Unpacker(sink, archive_key(archive.folder, archive.id))
+    chunks: AsyncIterator[bytes] = repository.stream_archive(archive.folder, archive.id)
     try:
         async with contextlib.aclosing(chunks):  # type: ignore[type-var]
             async for chunk in chunks:
@@ -78,7 +84,7 @@ async def stream_into(
     except ObjectNotFound:
         raise CorruptedArchive(
             f"the files of {archive.what} are missing from {repository.url} "
-            f"({archive_key(archive.kind, archive.id)})"
+            f"({archive_key(archive.folder, archive.id)})"
         ) from None
     finally:
         with anyio.CancelScope(shield=True):  # closing a file is IO: off the loop
@@ -138,10 +144,6 @@ class CheckoutResult:
 Confirm = Callable[[list[str]], bool]
 
 
-class CheckoutCancelled(Exception):
-    """The user declined to overwrite files."""
-
-
 def checkout(
     source: Source,
     experiment: ExperimentRecord,
@@ -176,7 +178,7 @@ def checkout(
 
         async def size(i: int, archive: Archive) -> None:
             with contextlib.suppress(ObjectNotFound):  # reported when streamed
-                sizes[i] = await repository.archive_size(archive.kind, archive.id)
+                sizes[i] = await repository.archive_size(archive.folder, archive.id)
 
         async with anyio.create_task_group() as tg:
             for i, archive in enumerate(todo):
@@ -193,7 +195,7 @@ def checkout(
         files = sorted(sink.written)
         changed = [rel for rel in files if _differs(staging / rel, output_dir / rel)]
         if changed and confirm is not None and not confirm(changed):
-            raise CheckoutCancelled()
+            raise CheckoutCancelled("checkout cancelled: nothing was changed")
         for rel in files:
             target = output_dir / rel
             if target.is_dir() and not target.is_symlink():

@@ -43,16 +43,6 @@ def format_duration(delta: timedelta) -> str:
     return f"{hours} h {minutes} min" if hours else f"{minutes} min {seconds} s"
 
 
-def format_size(size: int) -> str:
-    """``512 B``, ``1.2 MB``, ``3.4 GB`` (powers of 1000)."""
-    amount = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if amount < 1000 or unit == "GB":
-            return f"{size} B" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1000
-    raise AssertionError("unreachable")
-
-
 def ago(when: datetime, now: datetime, *, short: bool = False) -> str:
     """``5 minutes ago`` (``5 min ago`` when short); a date after a week or in the future."""
     seconds = (now - when).total_seconds()

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import html
 import importlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
-from replicate.errors import ConfigError, ValidationError
+from replicate.errors import MissingExtra, ValidationError
 from replicate.read.format import differing_params, format_value
 from replicate.read.query import MISSING, metrics_checkpoint, value_of
 from replicate.read.views import CheckpointView, ExperimentView
-
-
-class MissingExtra(ConfigError, ImportError):
-    """Raised when an optional dependency (matplotlib, pandas) is not installed."""
+from replicate.records import finite_number
 
 
 def _require(module: str, feature: str, extra: str) -> Any:
@@ -26,12 +22,6 @@ def _require(module: str, feature: str, extra: str) -> Any:
         raise MissingExtra(
             f"{feature} needs {package}, which is not installed: pip install 'replicate[{extra}]'"
         ) from exc
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _default_metric(experiments: Sequence[ExperimentView]) -> str:
@@ -56,7 +46,7 @@ def plot(experiments: Sequence[ExperimentView], metric: str | None, *, logy: boo
     differing = differing_params(experiments)
     for experiment in experiments:
         points = [
-            (c.step if c.step is not None else i, _number(c.metrics.get(metric)))
+            (c.step if c.step is not None else i, finite_number(c.metrics.get(metric)))
             for i, c in enumerate(experiment.checkpoints)
         ]
         xs = [x for x, y in points if y is not None]
@@ -84,7 +74,7 @@ def scatter(
     for experiment in experiments:
         checkpoint = metrics_checkpoint(experiment)
         x = experiment.params.get(param)
-        y = None if checkpoint is None else _number(checkpoint.metrics.get(metric))
+        y = None if checkpoint is None else finite_number(checkpoint.metrics.get(metric))
         if x is not None and y is not None:
             xs.append(x)
             ys.append(y)

@@ -9,10 +9,9 @@ from typing import TypeVar
 
 import anyio
 
-from replicate.daemon import Daemon
-from replicate.daemon.spool import Spool
-from replicate.errors import AmbiguousID, CorruptedMetadata, DoesNotExist
-from replicate.ids import short_id
+from replicate.daemon import Daemon, Spool
+from replicate.errors import CorruptedMetadata
+from replicate.ids import ID_LENGTH, normalize_prefix, resolve_prefix, short_id
 from replicate.read.views import CheckpointView, ExperimentList, ExperimentView, UploadState
 from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord, now
 from replicate.repository import EXPERIMENTS_PREFIX, Repository
@@ -58,7 +57,7 @@ async def load_snapshot(repository: Repository) -> Snapshot:
             corrupted.append(exc)
 
     async def experiments() -> None:
-        records.extend(await repository.list_experiments(on_corrupt=on_corrupt))
+        records.extend(await repository.load_experiments(on_corrupt=on_corrupt))
 
     async def beats() -> None:
         heartbeats.update(await repository.heartbeats())
@@ -86,13 +85,7 @@ def queued(source: Source) -> Queued:
         job = state.job
         if job.repository != source.url:
             continue
-        label: UploadState = (
-            "failed"
-            if state.error is not None and state.error.permanent
-            else "uploading"
-            if state.owner_alive
-            else "queued"
-        )
+        label: UploadState = state.status  # the spool's one rule
         if job.kind == "experiment" and job.experiment is not None:
             found.experiments[job.experiment_id] = (job.experiment, label)
         elif job.kind == "checkpoint" and job.checkpoint is not None:
@@ -129,7 +122,7 @@ def build(source: Source, snapshot: Snapshot, pending: Queued) -> ExperimentList
     return ExperimentList(views)
 
 
-def list_experiments(source: Source) -> tuple[ExperimentList, list[CorruptedMetadata]]:
+def experiment_views(source: Source) -> tuple[ExperimentList, list[CorruptedMetadata]]:
     """Every experiment of the repository (and of the local queue), and the unreadable ones."""
     pending = queued(source)  # before the repository: a job landing meanwhile shows there
     snapshot = source.run(load_snapshot)
@@ -150,24 +143,42 @@ def read_heartbeat(source: Source, experiment_id: str) -> HeartbeatRecord | None
 Match = tuple[ExperimentRecord, CheckpointRecord | None]
 
 
-def _check_prefix(prefix: str) -> str:
-    prefix = prefix.strip().lower()
-    if not prefix:
-        raise DoesNotExist("an empty id matches nothing: pass an experiment or checkpoint id")
-    if any(ch not in "0123456789abcdef" for ch in prefix):
-        raise DoesNotExist(
-            f"{prefix!r} is not an id: ids are hexadecimal; run `replicate ls` to see them"
-        )
-    return prefix
+def describe_match(id: str, match: Match | CorruptedMetadata) -> str:
+    """How an ambiguity lists one candidate."""
+    if isinstance(match, CorruptedMetadata):
+        return f"experiment {id[:12]} (unreadable)"
+    experiment, checkpoint = match
+    if checkpoint is None:
+        return f"experiment {id[:12]}"
+    return f"checkpoint {id[:12]} of experiment {short_id(experiment.id)}"
 
 
-def _ambiguous(prefix: str, matches: Sequence[Match]) -> AmbiguousID:
-    names = ", ".join(
-        f"checkpoint {c.id[:12]} of experiment {short_id(e.id)}" if c else f"experiment {e.id[:12]}"
-        for e, c in matches[:10]
-    )
-    more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
-    return AmbiguousID(f"{prefix!r} is ambiguous, it matches {names}{more}: use a longer prefix")
+def candidates(
+    records: Sequence[ExperimentRecord], corrupted: Sequence[Exception] = ()
+) -> dict[str, Match | CorruptedMetadata]:
+    """Every id the records hold (experiments and their checkpoints), and unreadable ones."""
+    found: dict[str, Match | CorruptedMetadata] = {}
+    for exc in corrupted:
+        if isinstance(exc, CorruptedMetadata):
+            found[corrupted_id(exc)] = exc
+    for record in records:
+        found[record.id] = (record, None)
+        for c in record.checkpoints:
+            found[c.id] = (record, c)
+    return found
+
+
+def corrupted_id(exc: CorruptedMetadata) -> str:
+    """The experiment id of an unreadable experiment JSON."""
+    return exc.key.removeprefix(EXPERIMENTS_PREFIX).removesuffix(".json")
+
+
+def match_in(url: str, prefix: str, found: dict[str, Match | CorruptedMetadata]) -> Match:
+    """The match ``prefix`` names among ``found``; an unreadable one raises its error."""
+    _, match = resolve_prefix(prefix, found, describe_match, where=url)
+    if isinstance(match, CorruptedMetadata):
+        raise match
+    return match
 
 
 async def resolve(repository: Repository, prefix: str, *, experiments_only: bool = False) -> Match:
@@ -177,62 +188,31 @@ async def resolve(repository: Repository, prefix: str, *, experiments_only: bool
     """
     if not experiments_only:
         return (await resolve_many(repository, [prefix]))[0]
-    prefix = _check_prefix(prefix)
-    named = [id for id in await repository.experiment_ids() if id.startswith(prefix)]
-    if len(named) > 1:
-        records = [await repository.load_experiment(id) for id in named[:10]]
-        raise _ambiguous(prefix, [(r, None) for r in records])
-    if named:
-        return await repository.load_experiment(named[0]), None  # corrupted: raises
-    raise DoesNotExist(
-        f"no experiment matches {prefix!r} in {repository.url}: run `replicate ls` to see the ids"
+    ids = dict.fromkeys(await repository.experiment_ids(), None)
+    id, _ = resolve_prefix(
+        prefix, ids, lambda id, _: f"experiment {id[:12]}", what="experiment", where=repository.url
     )
+    return await repository.load_experiment(id), None  # corrupted: raises
 
 
 async def resolve_many(repository: Repository, prefixes: Sequence[str]) -> list[Match]:
     """:func:`resolve` for several prefixes, reading the repository once."""
-    checked = [_check_prefix(prefix) for prefix in prefixes]
+    checked = [normalize_prefix(prefix) for prefix in prefixes]
     ids = set(await repository.experiment_ids())
-    if all(len(prefix) == 64 and prefix in ids for prefix in checked):
+    if all(len(prefix) == ID_LENGTH and prefix in ids for prefix in checked):
         return [(await repository.load_experiment(prefix), None) for prefix in checked]
     corrupted: list[Exception] = []
-    records = await repository.list_experiments(on_corrupt=corrupted.append)
-    return [_match(repository.url, prefix, records, corrupted) for prefix in checked]
-
-
-def _match(
-    url: str, prefix: str, records: Sequence[ExperimentRecord], corrupted: Sequence[Exception]
-) -> Match:
-    matches: list[Match] = []
-    for record in records:
-        if record.id.startswith(prefix):
-            matches.append((record, None))
-        matches.extend((record, c) for c in record.checkpoints if c.id.startswith(prefix))
-    if len(matches) > 1:
-        raise _ambiguous(prefix, matches)
-    if matches:
-        return matches[0]
-    for exc in corrupted:
-        if isinstance(exc, CorruptedMetadata):
-            id = exc.key.removeprefix(EXPERIMENTS_PREFIX).removesuffix(".json")
-            if id.startswith(prefix):
-                raise exc
-    raise DoesNotExist(
-        f"no experiment or checkpoint matches {prefix!r} in {url}: "
-        "run `replicate ls` to see the ids"
-    )
+    records = await repository.load_experiments(on_corrupt=corrupted.append)
+    found = candidates(records, corrupted)
+    return [match_in(repository.url, prefix, found) for prefix in checked]
 
 
 def pick(items: Sequence[V], prefix: str, what: str) -> V:
     """The one item of ``items`` whose id starts with ``prefix``."""
-    prefix = _check_prefix(prefix)
-    found = [item for item in items if item.id.startswith(prefix)]
-    if not found:
-        raise DoesNotExist(f"no {what} matches {prefix!r}")
-    if len(found) > 1:
-        ids = ", ".join(item.id[:12] for item in found[:10])
-        raise AmbiguousID(f"{prefix!r} is ambiguous, it matches {ids}: use a longer prefix")
-    return found[0]
+    _, item = resolve_prefix(
+        prefix, {item.id: item for item in items}, lambda id, _: id[:12], what=what
+    )
+    return item
 
 
 def view_of(source: Source, match: Match) -> tuple[ExperimentView, CheckpointView | None]:

@@ -14,7 +14,7 @@ from replicate.read.checkpoints import (
     CheckpointView,
     MetricColumns,
     UploadState,
-    best_of,
+    best_checkpoint,
     primary_value,
 )
 from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord
@@ -50,7 +50,7 @@ class ExperimentView:
         self.heartbeat = heartbeat
         #: Set when the experiment itself is only in the local upload queue so far.
         self.upload_state = upload_state
-        self._source = source
+        self.source = source
         self._running = is_running(heartbeat, listed_at)
         landed = {c.id for c in record.checkpoints}
         views = [CheckpointView(c, self) for c in record.checkpoints]
@@ -118,7 +118,7 @@ class ExperimentView:
         """True if its heartbeat is younger than 30 s (read again from the repository now)."""
         from replicate.read.source import read_heartbeat
 
-        self.heartbeat = read_heartbeat(self._source, self.id)
+        self.heartbeat = read_heartbeat(self.source, self.id)
         self._running = is_running(self.heartbeat)
         return self._running
 
@@ -132,7 +132,7 @@ class ExperimentView:
 
     def best(self) -> CheckpointView | None:
         """The best checkpoint by its own primary metric (finite numbers only), or None."""
-        return best_of(self.checkpoints)
+        return best_checkpoint(self.checkpoints)
 
     def latest(self) -> CheckpointView | None:
         """The most recent checkpoint, or None."""

@@ -8,13 +8,12 @@ from __future__ import annotations
 import abc
 import contextlib
 import functools
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import ClassVar, TypeVar
 from urllib.parse import urlparse
-
-import anyio
 
 from replicate.errors import (
     ConfigError,
@@ -23,7 +22,8 @@ from replicate.errors import (
     TransientStorageError,
     ValidationError,
 )
-from replicate.storage.base import PART_SIZE, retry
+from replicate.retries import RetryPolicy
+from replicate.storage.base import PART_SIZE
 
 T = TypeVar("T")
 
@@ -85,16 +85,6 @@ async def parts(
     yield bytes(buffer), True
 
 
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """Return the first real error in a task group's exception group (not a cancellation)."""
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            return first_error(error)
-        if not isinstance(error, anyio.get_cancelled_exc_class()):
-            return error
-    return group.exceptions[0]
-
-
 class BucketStorage(abc.ABC):
     """What the bucket stores (S3, GCS) share, around single-attempt hooks each one supplies.
 
@@ -105,26 +95,31 @@ class BucketStorage(abc.ABC):
 
     Args:
         url: ``<scheme>://bucket`` or ``<scheme>://bucket/prefix``.
-        retry_attempts: attempts per operation for transient errors.
-        retry_delay: first backoff delay in seconds; it doubles per attempt, with jitter.
+        policy: the request deadline (replicate.retries); every request goes through it.
     """
 
-    #: The URL scheme, and the store as named in "not <kind> URL" errors.
+    #: The URL scheme, and the store as named in "not <described> URL" errors.
     scheme: ClassVar[str]
-    kind: ClassVar[str]
+    described: ClassVar[str]
 
-    def __init__(self, url: str, *, retry_attempts: int = 6, retry_delay: float = 0.2) -> None:
+    def __init__(self, url: str, *, policy: RetryPolicy | None = None) -> None:
         parsed = urlparse(url)
         if parsed.scheme != self.scheme or not parsed.netloc:
-            raise ConfigError(f"not {self.kind} URL: {url!r} (use {self.scheme}://bucket/prefix)")
+            raise ConfigError(
+                f"not {self.described} URL: {url!r} (use {self.scheme}://bucket/prefix)"
+            )
         self.url = url
         self.bucket = parsed.netloc
         self.root = parsed.path.strip("/")
-        self._attempts = retry_attempts
-        self._delay = retry_delay
+        self.policy = policy or RetryPolicy()
         self._bucket_ok = False
 
     # Hooks: one attempt of one request each, its errors translated by the backend.
+
+    @property
+    @abc.abstractmethod
+    def endpoint(self) -> str:
+        """Where requests go (an endpoint URL), for error messages."""
 
     @abc.abstractmethod
     def _map_errors(self, name: str) -> AbstractContextManager[None]:
@@ -174,7 +169,8 @@ class BucketStorage(abc.ABC):
     # Shared logic.
 
     async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
-        return await retry(operation, attempts=self._attempts, base_delay=self._delay)
+        """One request under the retry policy; a timeout names the endpoint."""
+        return await self.policy.request(operation, f"{self.url} at {self.endpoint}")
 
     async def _object_op(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run an object operation; a 404 from a missing bucket becomes BucketNotFound."""
@@ -215,7 +211,7 @@ class BucketStorage(abc.ABC):
         name = self._name(key)
         offset = 0
         version: str | None = None
-        failures = 0
+        failing_since: float | None = None
         while True:
             opened = await self._object_op(functools.partial(self._open_at, name, offset, version))
             if opened is None:
@@ -227,12 +223,13 @@ class BucketStorage(abc.ABC):
                         with self._map_errors(name):
                             chunk = await read(chunk_size)
                     except TransientStorageError:
-                        failures += 1
-                        if failures >= self._attempts:
+                        failing_since = failing_since or time.monotonic()
+                        if time.monotonic() - failing_since > self.policy.request_deadline:
                             raise
                         break  # reopen at ``offset``
                     if not chunk:
                         return
+                    failing_since = None
                     offset += len(chunk)
                     yield chunk
 

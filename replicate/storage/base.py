@@ -1,17 +1,10 @@
-"""The Storage protocol every backend implements, and the retry policy they share."""
+"""The Storage protocol every backend implements."""
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
-
-import anyio
-
-from replicate.errors import TransientStorageError
-
-T = TypeVar("T")
+from typing import Protocol, Self
 
 #: Objects at least this large are uploaded in parts (S3 multipart, GCS resumable chunks).
 PART_SIZE = 8 * 1024 * 1024
@@ -81,22 +74,3 @@ class Storage(Protocol):
     async def check_writable(self) -> None:
         """One round trip that proves the bucket exists and can be written, or raises."""
         ...
-
-
-async def retry(
-    operation: Callable[[], Awaitable[T]],
-    *,
-    attempts: int = 6,
-    base_delay: float = 0.2,
-    max_delay: float = 10.0,
-) -> T:
-    """Run ``operation``; retry TransientStorageError with capped exponential backoff + jitter."""
-    for attempt in range(attempts):
-        try:
-            return await operation()
-        except TransientStorageError:
-            if attempt == attempts - 1:
-                raise
-            delay = min(max_delay, base_delay * 2**attempt)
-            await anyio.sleep(random.uniform(delay / 2, delay))
-    raise AssertionError("unreachable")

@@ -59,13 +59,23 @@ def _walk(root: str, prefix: str) -> list[str]:
     return keys
 
 
+def _fsync_dir(directory: str) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class DiskStorage:
     """Objects are files under a root directory; keys are paths relative to it.
 
     Args:
         url: ``file:///absolute/path``.
-        fsync: fsync each file before renaming it into place (durable across power loss,
-            slower). Without it, writes are still atomic for readers.
+        fsync: flush each file before renaming it into place, and its directory after
+            (``REPLICATE_FSYNC=1``: durable across a machine crash, slower). Without it,
+            writes are still atomic for readers.
     """
 
     def __init__(self, url: str, *, fsync: bool = False) -> None:
@@ -151,6 +161,8 @@ class DiskStorage:
                         await f.flush()
                         await anyio.to_thread.run_sync(os.fsync, f.fileno())
                 await aiofiles.os.replace(temp, path)
+                if self.fsync:
+                    await anyio.to_thread.run_sync(_fsync_dir, directory)
             except BaseException:
                 with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
                     await aiofiles.os.remove(temp)

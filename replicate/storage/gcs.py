@@ -22,7 +22,9 @@ from replicate.errors import (
     StorageError,
     StoragePermissionError,
     TransientStorageError,
+    collapse,
 )
+from replicate.retries import CONNECT_TIMEOUT, READ_TIMEOUT, RetryPolicy
 from replicate.storage import _common
 from replicate.storage.base import PART_SIZE
 
@@ -32,10 +34,12 @@ _PRODUCTION_ROOT = "https://storage.googleapis.com"
 #: Resumable chunks must be multiples of 256 KiB.
 _CHUNK_QUANTUM = 256 * 1024
 #: Metadata calls and small objects, in seconds.
-_SHORT_TIMEOUT = 60
+_SHORT_TIMEOUT = int(READ_TIMEOUT)
 _SHORT = aiohttp.ClientTimeout(total=_SHORT_TIMEOUT)
 #: Between bytes of a large transfer; the total is unbounded.
-_TRANSFER_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=120)
+_TRANSFER_TIMEOUT = aiohttp.ClientTimeout(
+    total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+)
 
 
 @contextlib.contextmanager
@@ -104,14 +108,14 @@ class GCSStorage(_common.BucketStorage):
 
     Args:
         url: ``gs://bucket`` or ``gs://bucket/prefix``.
-        retry_attempts, retry_delay: as for ``BucketStorage``.
+        policy: as for ``BucketStorage``.
     """
 
     scheme = "gs"
-    kind = "a GCS"
+    described = "a GCS"
 
-    def __init__(self, url: str, *, retry_attempts: int = 6, retry_delay: float = 0.2) -> None:
-        super().__init__(url, retry_attempts=retry_attempts, retry_delay=retry_delay)
+    def __init__(self, url: str, *, policy: RetryPolicy | None = None) -> None:
+        super().__init__(url, policy=policy)
         if PART_SIZE % _CHUNK_QUANTUM:
             raise AssertionError("PART_SIZE must be a multiple of 256 KiB for GCS")
         self._emulator = _emulator_root()
@@ -119,10 +123,14 @@ class GCSStorage(_common.BucketStorage):
         self._session: aiohttp.ClientSession | None = None
         self._client: GCSClient | None = None
 
+    @property
+    def endpoint(self) -> str:
+        return self._api_root
+
     async def __aenter__(self) -> Self:
         # Opened inside the loop that uses it: aiohttp sessions are loop-bound.
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=_SHORT_TIMEOUT),
+            timeout=_TRANSFER_TIMEOUT,
             connector=aiohttp.TCPConnector(limit=64),
         )
         # The token reads credential files on construction: build it off the loop. With an
@@ -180,7 +188,7 @@ class GCSStorage(_common.BucketStorage):
 
     async def _get_object(self, name: str) -> bytes:
         with map_gcs_errors(self.bucket, name):
-            data: bytes = await self.client.download(self.bucket, name, timeout=300)
+            data: bytes = await self.client.download(self.bucket, name, timeout=_SHORT_TIMEOUT)
             return data
 
     async def _get_range(self, name: str, start: int, length: int) -> bytes:
@@ -259,7 +267,7 @@ class GCSStorage(_common.BucketStorage):
                         tg.start_soon(read_next)  # read ahead while this chunk is sent
                     await self._send_chunk(session_uri, name, data, total, last)
             except BaseExceptionGroup as group:
-                error = _common.first_error(group)
+                error = collapse(group)
                 raise error from error.__cause__
             total += len(data)
             if last:

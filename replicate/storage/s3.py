@@ -20,9 +20,11 @@ from replicate.errors import (
     StorageError,
     StoragePermissionError,
     TransientStorageError,
+    collapse,
 )
+from replicate.retries import CONNECT_TIMEOUT, READ_TIMEOUT, RetryPolicy
 from replicate.storage import _common
-from replicate.storage.base import PARTS_IN_FLIGHT, retry
+from replicate.storage.base import PARTS_IN_FLIGHT
 
 if TYPE_CHECKING:
     from aiobotocore.response import StreamingBody
@@ -137,16 +139,20 @@ class S3Storage(_common.BucketStorage):
 
     Args:
         url: ``s3://bucket`` or ``s3://bucket/prefix``.
-        retry_attempts, retry_delay: as for ``BucketStorage``.
+        policy: as for ``BucketStorage``.
     """
 
     scheme = "s3"
-    kind = "an S3"
+    described = "an S3"
 
-    def __init__(self, url: str, *, retry_attempts: int = 6, retry_delay: float = 0.2) -> None:
-        super().__init__(url, retry_attempts=retry_attempts, retry_delay=retry_delay)
+    def __init__(self, url: str, *, policy: RetryPolicy | None = None) -> None:
+        super().__init__(url, policy=policy)
         self._stack = contextlib.AsyncExitStack()
         self._client: S3Client | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return _endpoint() or "https://s3.amazonaws.com"
 
     async def __aenter__(self) -> Self:
         # Opened inside the loop that uses it: aiohttp sessions are loop-bound.
@@ -158,10 +164,10 @@ class S3Storage(_common.BucketStorage):
         config = AioConfig(
             region_name=region,
             signature_version="s3v4",
-            # Few attempts inside botocore: ``retry`` backs off on top of them.
-            retries={"total_max_attempts": 2, "mode": "standard"},
-            connect_timeout=10,
-            read_timeout=120,
+            # No retries inside botocore: replicate.retries is the one policy.
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
             max_pool_connections=32,
             s3={"addressing_style": "path"} if endpoint else None,
         )
@@ -182,7 +188,9 @@ class S3Storage(_common.BucketStorage):
     async def _discover_region(self) -> str:
         """Ask AWS where the bucket lives (``x-amz-bucket-region``); us-east-1 if it won't say."""
         config = AioConfig(
-            retries={"total_max_attempts": 2, "mode": "standard"}, connect_timeout=10
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
         )
         async with get_session().create_client("s3", region_name="us-east-1", config=config) as c:
             try:
@@ -298,7 +306,7 @@ class S3Storage(_common.BucketStorage):
                             break
                         data, last = await anext(chunks)
             except BaseExceptionGroup as group:
-                error = _common.first_error(group)
+                error = collapse(group)
                 raise error from error.__cause__
 
             async def complete() -> None:
@@ -324,7 +332,7 @@ class S3Storage(_common.BucketStorage):
                     Bucket=self.bucket, Key=name, UploadId=upload_id
                 )
 
-        await retry(abort, attempts=3, base_delay=self._delay)
+        await self._retry(abort)
 
     async def _object_size(self, name: str) -> int:
         with map_s3_errors(self.bucket, name):

@@ -247,7 +247,7 @@ class TestVerifySubprocess:
         assert lines[1].endswith(": 1 problem")
         clean = run_cli(keepsake, "verify", KEEPSAKE_SGD[:7])
         assert clean.returncode == 0, clean.stderr
-        assert clean.stdout == "checked 1 experiment, 0 tarballs (0 B): 0 problems\n"
+        assert clean.stdout == "checked 1 experiment, 0 tarballs (0 bytes): 0 problems\n"
 
 
 class TestVerifyCommand:

@@ -72,12 +72,14 @@ def run_script(
     )
 
 
-def cli(project: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def cli(
+    project: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the replicate CLI in ``project`` as a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "replicate", *args],
         cwd=project,
-        env=dict(os.environ),
+        env={**os.environ, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

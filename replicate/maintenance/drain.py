@@ -1,0 +1,112 @@
+"""Draining the local upload queue in the foreground (``replicate wait``).
+
+Jobs whose process died (kill -9, OOM, Ctrl-C at exit) are taken over: their owner's lock
+is taken, so two drains never upload the same job, and a live owner is never raced. Jobs of
+live processes are left to them and watched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from replicate.config import Config
+from replicate.daemon import Daemon, Job, JobState, Landed, Spool
+from replicate.errors import JobFailed
+from replicate.repository import Repository
+
+#: Seconds between looks at the spool while draining.
+POLL = 0.2
+
+
+@dataclass
+class DrainResult:
+    """What a drain did: every job it saw, and the ones that did not land (with why)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    failed: dict[str, tuple[Job, str]] = field(default_factory=dict)
+    #: jobs still queued when the timeout came (empty unless it timed out)
+    left: list[Job] = field(default_factory=list)
+
+    @property
+    def timed_out(self) -> bool:
+        return bool(self.left)
+
+
+def queue_states(config: Config) -> list[JobState]:
+    """Every pending job of the project's spool, with its status (what ``replicate queue`` lists)."""
+    return Spool(config.spool_dir).states()
+
+
+def weight(job: Job) -> int:
+    """Progress counts bytes; a metrics-only job counts as one."""
+    return job.size or 1
+
+
+def drain(
+    config: Config,
+    *,
+    timeout: float | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> DrainResult:
+    """Upload everything queued in the project's spool; return what happened.
+
+    ``on_start(jobs, total_weight)`` is called once, ``on_progress(done_weight)`` as jobs land.
+    """
+    spool = Spool(config.spool_dir)
+    result = DrainResult(jobs=spool.jobs())
+    if not result.jobs:
+        return result
+    daemon = Daemon.get()
+    daemon.configure(config.settings)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    mine: dict[str, tuple[Job, Future[Landed]]] = {}
+    taken: set[str] = set()
+    total = sum(weight(j) for j in result.jobs)
+    if on_start is not None:
+        on_start(len(result.jobs), total)
+    while True:
+        states = spool.states()
+        for state in states:
+            job = state.job
+            if job.id in mine or job.id in result.failed:
+                continue
+            if job.owner in taken or spool.lock_owner(job.owner):
+                taken.add(job.owner)
+                spool.clear_error(job)
+                mine[job.id] = (job, daemon.submit(job))
+            elif state.status == "failed":  # a live owner has given up on it
+                result.failed[job.id] = (job, state.error.message if state.error else "failed")
+        for job_id, (job, future) in list(mine.items()):
+            if future.done() and isinstance(future.exception(), JobFailed):
+                result.failed[job_id] = (job, str(future.exception()))
+                del mine[job_id]
+        left = [s.job for s in states if s.job.id not in result.failed]
+        if on_progress is not None:
+            on_progress(total - sum(weight(j) for j in left))
+        if not left:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            result.left = left
+            break
+        time.sleep(POLL)  # polling the spool, which other processes write: no event to wait on
+    _end_dead_experiments(daemon, spool, result.jobs, taken)
+    return result
+
+
+def _end_dead_experiments(daemon: Daemon, spool: Spool, jobs: list[Job], taken: set[str]) -> None:
+    """Delete the heartbeats of experiments whose process died: they are not running."""
+    for owner in taken:
+        for repository, experiment_id in {
+            (j.repository, j.experiment_id) for j in jobs if j.owner == owner
+        }:
+
+            async def stop(repo: Repository, experiment_id: str = experiment_id) -> None:
+                await repo.delete_heartbeat(experiment_id)
+
+            daemon.with_repository(repository, stop)
+        still = [j for j in spool.jobs() if j.owner == owner]
+        spool.release_owner(owner, forget=not still)

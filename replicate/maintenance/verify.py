@@ -1,0 +1,432 @@
+"""Re-checking a repository (``replicate verify``): metadata decodes, every tarball is whole.
+
+Every experiment's metadata must decode, and every tarball it names must exist and stream
+through the full gzip and tar decode with its members under its id. Checkpoints still in
+the project's upload queue are reported as still uploading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal, TypeVar
+
+import anyio
+from rich.filesize import decimal
+
+from replicate.config import Config, load_config
+from replicate.daemon import Daemon
+from replicate.errors import (
+    CorruptedArchive,
+    CorruptedMetadata,
+    ObjectNotFound,
+    ReplicateError,
+)
+from replicate.extract import Unpacker
+from replicate.ids import resolve_prefix, short_id
+from replicate.read.source import Queued, Source, corrupted_id, queued
+from replicate.read.views import UploadState
+from replicate.records import CheckpointRecord, ExperimentRecord
+from replicate.repository import (
+    READ_CONCURRENCY,
+    VERSION_KEY,
+    ArchiveFolder,
+    Repository,
+    archive_key,
+)
+
+#: Tarballs streamed at once (the inflating runs in worker threads).
+STREAMS_IN_FLIGHT = 8
+
+T = TypeVar("T")
+
+#: What a problem is about.
+Subject = Literal["repository", "experiment", "checkpoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with one object, and the fix where there is one."""
+
+    subject: Subject
+    id: str
+    experiment: str
+    problem: str
+    #: ``checkpoint 5a9beec (step 2) of experiment 928ecab``: names the object in a line
+    label: str
+
+    def line(self) -> str:
+        return f"{self.label}: {self.problem}"
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "kind": self.subject,
+            "id": self.id,
+            "experiment": self.experiment,
+            "problem": self.problem,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One tarball that metadata says exists."""
+
+    folder: ArchiveFolder
+    id: str
+    experiment: str
+    label: str
+    #: its state in this project's upload queue, if it is still there
+    pending: UploadState | None
+
+
+@dataclass
+class Report:
+    experiments: int = 0
+    tarballs: int = 0
+    bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"checked {_count(self.experiments, 'experiment')}, "
+            f"{_count(self.tarballs, 'tarball')} ({decimal(self.bytes)}): "
+            f"{_count(len(self.problems), 'problem')}"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' * (n != 1)}"
+
+
+def experiment_label(id: str) -> str:
+    return f"experiment {short_id(id)}"
+
+
+def checkpoint_label(experiment_id: str, checkpoint: CheckpointRecord) -> str:
+    step = f" (step {checkpoint.step})" if checkpoint.step is not None else ""
+    return f"checkpoint {short_id(checkpoint.id)}{step} of experiment {short_id(experiment_id)}"
+
+
+def refetch_fix(id: str) -> str:
+    return (
+        f"re-upload with `replicate wait` if it is still queued, or `replicate rm {short_id(id)}`"
+    )
+
+
+def still_uploading(state: UploadState) -> str:
+    if state == "failed":
+        return (
+            "still uploading: its job failed in the local upload queue (`replicate queue` "
+            "shows why); `replicate wait` retries it"
+        )
+    return f"still uploading: {state} in the local upload queue; `replicate wait` lands it"
+
+
+# ---- which objects to check ----------------------------------------------------------------
+
+
+@dataclass
+class Selection:
+    """What the id prefixes name; everything when no prefix was given."""
+
+    everything: bool = True
+    #: experiment id -> None (all of it) or the checkpoint ids named in it
+    parts: dict[str, set[str] | None] = field(default_factory=dict)
+
+    def experiment(self, id: str) -> bool:
+        return self.everything or id in self.parts
+
+    def checkpoint(self, experiment_id: str, checkpoint_id: str) -> bool:
+        if self.everything:
+            return True
+        if experiment_id not in self.parts:
+            return False
+        named = self.parts[experiment_id]
+        return named is None or checkpoint_id in named
+
+    def whole(self, experiment_id: str) -> bool:
+        return self.everything or self.parts.get(experiment_id, set()) is None
+
+
+def select(
+    prefixes: Sequence[str],
+    records: Sequence[ExperimentRecord],
+    corrupted: Sequence[CorruptedMetadata],
+    pending: Queued,
+    url: str,
+) -> Selection:
+    """Resolve each prefix to one experiment or checkpoint (in the repository or queued)."""
+    selection = Selection(everything=not prefixes)
+    # id -> (experiment id, True if the id is an experiment's, description for ambiguity)
+    known: dict[str, tuple[str, bool, str]] = {}
+    for record in records:
+        known[record.id] = (record.id, True, f"experiment {record.id[:12]}")
+        for c in record.checkpoints:
+            known[c.id] = (record.id, False, f"checkpoint {c.id[:12]} of {short_id(record.id)}")
+    for exc in corrupted:
+        id = corrupted_id(exc)
+        known[id] = (id, True, f"experiment {id[:12]} (unreadable)")
+    for id in pending.experiments:
+        known.setdefault(id, (id, True, f"experiment {id[:12]} (queued)"))
+    for experiment_id, queued_checkpoints in pending.checkpoints.items():
+        for c, _ in queued_checkpoints:
+            known.setdefault(
+                c.id, (experiment_id, False, f"checkpoint {c.id[:12]} of {short_id(experiment_id)}")
+            )
+    for prefix in prefixes:
+        id, (experiment_id, is_experiment, _) = resolve_prefix(
+            prefix, known, lambda _, entry: entry[2], where=url
+        )
+        if is_experiment:
+            selection.parts[experiment_id] = None
+        else:
+            named = selection.parts.setdefault(experiment_id, set())
+            if named is not None:
+                named.add(id)
+    return selection
+
+
+# ---- streaming a tarball through the full decode ------------------------------------------
+
+
+class _Discard:
+    """A sink that keeps nothing: every member is inflated and dropped."""
+
+    def begin(self, rel: str, size: int, mode: int) -> BinaryIO | None:
+        return None
+
+    def end(self, rel: str, file: BinaryIO) -> bool:
+        return False
+
+
+async def stream_check(
+    repository: Repository, target: Target, progress: Callable[[int], None]
+) -> str | None:
+    """Stream the tarball through gzip and tar; return a stray member name, or None.
+
+    Raises CorruptedArchive (truncated, damaged) or ObjectNotFound (deleted meanwhile).
+    """
+    strays: list[str] = []
+
+    def note(name: str) -> None:
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        if not parts or parts[0] != target.id:
+            strays.append(name)
+
+    check = Unpacker(_Discard(), archive_key(target.folder, target.id), on_name=note)
+    chunks: AsyncIterator[bytes] = repository.stream_archive(target.folder, target.id)
+    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
+        async for chunk in chunks:
+            await anyio.to_thread.run_sync(check.feed, chunk)
+            progress(len(chunk))
+    await anyio.to_thread.run_sync(check.close)
+    return strays[0] if strays else None
+
+
+# ---- the whole check -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    records: list[ExperimentRecord]
+    corrupted: list[CorruptedMetadata]
+    version_problem: Problem | None
+
+
+async def read_metadata(repository: Repository) -> Listing:
+    """Every experiment JSON (concurrently), the unreadable ones, and repository.json."""
+    version_problem = None
+    try:
+        await repository.check_version()  # a newer format is an error, not a finding
+    except CorruptedMetadata as exc:
+        fix = 'rewrite it as {"version": 1}'
+        version_problem = Problem("repository", "", "", f"{exc}: {fix}", VERSION_KEY)
+    corrupted: list[CorruptedMetadata] = []
+
+    def on_corrupt(exc: ReplicateError) -> None:
+        if isinstance(exc, CorruptedMetadata):
+            corrupted.append(exc)
+
+    records = await repository.load_experiments(on_corrupt=on_corrupt)
+    corrupted.sort(key=lambda exc: exc.key)
+    return Listing(records, corrupted, version_problem)
+
+
+def targets_of(
+    records: Sequence[ExperimentRecord], selection: Selection, pending: Queued
+) -> list[Target]:
+    """The tarballs the selected metadata names, in order: each experiment's, then its own."""
+    queued_checkpoints = {
+        c.id: state for entries in pending.checkpoints.values() for c, state in entries
+    }
+    found = []
+    for record in records:
+        if not selection.experiment(record.id):
+            continue
+        if record.path and selection.whole(record.id):
+            state = pending.experiments.get(record.id, (None, None))[1]
+            label = experiment_label(record.id)
+            found.append(Target("experiments", record.id, record.id, label, state))
+        for c in record.checkpoints:
+            if c.path and selection.checkpoint(record.id, c.id):
+                label = checkpoint_label(record.id, c)
+                found.append(
+                    Target("checkpoints", c.id, record.id, label, queued_checkpoints.get(c.id))
+                )
+    return found
+
+
+def problem_of(target: Target, what: str, *, fix: bool = True) -> Problem:
+    subject: Subject = "experiment" if target.folder == "experiments" else "checkpoint"
+    if fix:
+        what = f"{what}; {refetch_fix(target.id)}"
+    return Problem(subject, target.id, target.experiment, what, target.label)
+
+
+async def check_tarballs(
+    repository: Repository,
+    targets: Sequence[Target],
+    on_total: Callable[[int], None],
+    on_progress: Callable[[int], None],
+) -> tuple[list[Problem | None], int]:
+    """Check every target concurrently; return a finding per target and the bytes checked."""
+    sizes: list[int | None] = [None] * len(targets)
+    found: list[Problem | None] = [None] * len(targets)
+    fatal: list[BaseException] = []
+
+    async def guarded(
+        scope: anyio.CancelScope, fn: Callable[[int], Awaitable[None]], i: int
+    ) -> None:
+        try:
+            await fn(i)
+        except ReplicateError as exc:  # storage trouble: the check cannot be finished
+            fatal.append(exc)
+            scope.cancel()
+
+    heads = anyio.CapacityLimiter(READ_CONCURRENCY)
+
+    async def size(i: int) -> None:
+        target = targets[i]
+        async with heads:
+            with contextlib.suppress(ObjectNotFound):
+                sizes[i] = await repository.archive_size(target.folder, target.id)
+
+    streams = anyio.CapacityLimiter(STREAMS_IN_FLIGHT)
+
+    async def stream(i: int) -> None:
+        target = targets[i]
+        missing = f"{archive_key(target.folder, target.id)} is missing"
+        if sizes[i] is None:
+            found[i] = missing_problem(target, missing)
+            return
+        async with streams:
+            try:
+                stray = await stream_check(repository, target, on_progress)
+            except ObjectNotFound:  # deleted since its size was read
+                found[i] = missing_problem(target, missing)
+                return
+            except CorruptedArchive as exc:
+                if target.pending is not None:
+                    note = "it is still in the local upload queue: `replicate wait` re-uploads it"
+                    found[i] = problem_of(target, f"{exc}; {note}", fix=False)
+                else:
+                    found[i] = problem_of(target, str(exc))
+                return
+        if stray is not None:
+            found[i] = problem_of(
+                target,
+                f"{archive_key(target.folder, target.id)} holds {stray!r}, a member outside "
+                f"{short_id(target.id)}…/ (every member must be under its id)",
+            )
+
+    for step in (size, stream):
+        async with anyio.create_task_group() as tg:
+            for i in range(len(targets)):
+                tg.start_soon(guarded, tg.cancel_scope, step, i)
+        if fatal:
+            raise fatal[0]
+        if step is size:
+            on_total(sum(s or 0 for s in sizes))
+    return found, sum(s or 0 for s in sizes)
+
+
+def missing_problem(target: Target, missing: str) -> Problem:
+    if target.pending is not None:
+        return problem_of(target, still_uploading(target.pending), fix=False)
+    return problem_of(target, missing)
+
+
+def pending_problems(
+    records: Sequence[ExperimentRecord],
+    corrupted: Sequence[CorruptedMetadata],
+    selection: Selection,
+    pending: Queued,
+) -> list[Problem]:
+    """Queued experiments and checkpoints that the repository's metadata does not list yet."""
+    landed: dict[str, set[str]] = {r.id: {c.id for c in r.checkpoints} for r in records}
+    unreadable = {corrupted_id(exc) for exc in corrupted}
+    found = []
+    for id, (_, state) in pending.experiments.items():
+        if id not in landed and id not in unreadable and selection.whole(id):
+            found.append(
+                Problem("experiment", id, id, still_uploading(state), experiment_label(id))
+            )
+    for experiment_id, entries in pending.checkpoints.items():
+        for c, state in entries:
+            if c.id in landed.get(experiment_id, set()) or experiment_id in unreadable:
+                continue
+            if selection.checkpoint(experiment_id, c.id):
+                label = checkpoint_label(experiment_id, c)
+                found.append(
+                    Problem("checkpoint", c.id, experiment_id, still_uploading(state), label)
+                )
+    return found
+
+
+def verify(
+    ids: Sequence[str] = (),
+    *,
+    config: Config | None = None,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Report:
+    """Check the repository, or only the experiments and checkpoints ``ids`` name.
+
+    ``on_total(bytes)`` is called once the tarballs' sizes are known, ``on_progress(bytes)``
+    as they stream. Storage trouble that stops the check raises; what it finds is reported.
+    """
+    config = config or load_config()
+    url = config.repository
+
+    def run(fn: Callable[[Repository], Awaitable[T]]) -> T:
+        return Daemon.get().with_repository(url, fn)
+
+    pending = queued(Source(url, config.spool_dir))  # before the repository
+    listing = run(read_metadata)
+    selection = select(ids, listing.records, listing.corrupted, pending, url)
+    records = [r for r in listing.records if selection.experiment(r.id)]
+    corrupted = [exc for exc in listing.corrupted if selection.whole(corrupted_id(exc))]
+    report = Report(experiments=len(records) + len(corrupted))
+    if listing.version_problem is not None:
+        report.problems.append(listing.version_problem)
+    for exc in corrupted:
+        id = corrupted_id(exc)
+        fix = "restore the object from a backup, or delete it by hand if the experiment is lost"
+        report.problems.append(Problem("experiment", id, id, f"{exc}; {fix}", experiment_label(id)))
+    targets = targets_of(records, selection, pending)
+    report.tarballs = len(targets)
+
+    async def check(repository: Repository) -> tuple[list[Problem | None], int]:
+        return await check_tarballs(
+            repository, targets, on_total or _ignore, on_progress or _ignore
+        )
+
+    found, report.bytes = run(check)
+    report.problems.extend(p for p in found if p is not None)
+    report.problems.extend(pending_problems(listing.records, listing.corrupted, selection, pending))
+    return report
+
+
+def _ignore(_: int) -> None:
+    pass
