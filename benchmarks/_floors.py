@@ -1,7 +1,7 @@
 """Ways to make a ~600-byte job manifest durable: the floors a metrics-only checkpoint sits on.
 
 - ``new_file``: write a temp file, fsync, rename it to a new unique name in a directory that
-  keeps growing (the spool's shape: one ``jobs/<id>.json`` per job);
+  keeps growing (the spool's old shape: one ``jobs/<id>.json`` per job);
 - ``rename_over``: the same, but renamed over one fixed name (no new directory entries);
 - ``append``: append one record to an open log file and fdatasync it (a write-ahead log).
 

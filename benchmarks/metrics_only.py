@@ -4,8 +4,9 @@ Target (SPEC §6): < 1 ms p50, flat from the first checkpoint to the last (the e
 grows with every checkpoint; it must not cost the training loop more as it grows).
 
 Baselines (benchmarks/_floors.py), two ways to make a ~600-byte manifest durable:
-- the floor: append it to an open log file + fdatasync;
-- the spool's shape: a new file per job (write, fsync, rename into a growing directory).
+- the floor, and the spool's own shape: append it to an open journal + fdatasync;
+- a new file per job (write, fsync, rename into a growing directory), the shape the spool
+  had before its journal, for comparison.
 Each is measured with the daemon idle (before and after the run) and interleaved (every 10th
 call, alternating) while the worker commits the run's checkpoints. Ratios are against the idle
 floor.
@@ -116,7 +117,7 @@ def run(options: Options) -> None:
     rows.append(row(f"all {n}", latencies, f"max {fmt_s(max(latencies))}"))
     rows.append(row("floor: append + fdatasync, idle", idle_append, "baseline"))
     rows.append(row("floor: same, interleaved in the run", busy_append, "worker busy"))
-    rows.append(row("new file + fsync + rename, idle", idle_files, "spool's shape"))
+    rows.append(row("new file + fsync + rename, idle", idle_files, "old spool shape"))
     rows.append(row("same, interleaved in the run", busy_files, "worker busy"))
     print_table(
         f"metrics-only checkpoint() latency over {n} checkpoints (file:// repository)",

@@ -16,7 +16,8 @@ on disk); a wrapped name that no longer exists is reported as n/a.
    ``json.dumps`` without indent (CPython's C encoder is used only when ``indent is None``).
 4. Floors, daemon idle: one round trip to the daemon loop, and three ways to make a ~600-byte
    manifest durable (benchmarks/_floors.py): new file per job in a growing directory (the
-   spool's shape), rename over one name, append + fdatasync to a log.
+   spool's old shape), rename over one name, append + fdatasync to a log (the spool's
+   journal).
 5. cProfile of the training thread (cProfile sees only the thread that enables it), top entries
    by own time (a syscall's own time includes re-taking the GIL after it).
 """
@@ -515,11 +516,13 @@ def _floors_table(n: int) -> None:
     with temp_dir("rbench-floor") as tmp:
         floors = Floors(tmp)
         shapes = {
-            "new file per job + fsync + rename (spool's shape)": [
+            "new file per job + fsync + rename (the spool's old shape)": [
                 floors.new_file() for _ in range(n)
             ],
             "temp file + fsync + rename over one name": [floors.rename_over() for _ in range(n)],
-            "append to one log + fdatasync": [floors.append() for _ in range(n)],
+            "append to one log + fdatasync (the spool's journal)": [
+                floors.append() for _ in range(n)
+            ],
         }
         floors.close()
     rows: list[list[object]] = [

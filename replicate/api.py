@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from replicate import archive, console
-from replicate.config import load_config
-from replicate.daemon import Daemon, Job, new_job_id
+from replicate.config import Config, load_config
+from replicate.daemon import Daemon, Job, Spool, new_job_id
 from replicate.errors import ValidationError
 from replicate.experiment import Experiment
 from replicate.ids import random_id, short_id
@@ -53,6 +53,66 @@ def _repository_dir(url: str) -> Path | None:
     return Path(parsed.path) if parsed.scheme == "file" else None
 
 
+def _record(config: Config, params: dict[str, Any], path: str) -> ExperimentRecord:
+    return ExperimentRecord(
+        id=random_id(),
+        created=now(),
+        params=params,
+        host=socket.gethostname(),
+        user=_user(),
+        config={"repository": config.repository, "storage": ""},
+        command=_command(),
+        path=path,
+        python_version=platform.python_version(),
+        python_packages=python_packages(),
+    )
+
+
+def _check_repository(daemon: Daemon, url: str, experiment_id: str, *, heartbeat: bool) -> None:
+    """Reachable, readable, the right version, and writable (the first beat proves it)."""
+
+    async def check(repo: Repository) -> None:
+        await repo.check_version(create=True)
+
+    daemon.with_repository(url, check)
+    if heartbeat:
+        daemon.start_heartbeat(url, experiment_id)
+    else:
+        daemon.with_repository(url, lambda repo: repo.storage.check_writable())
+
+
+def _stage_code(
+    spool: Spool,
+    owner: str,
+    config: Config,
+    record: ExperimentRecord,
+    files: list[tuple[Path, str]],
+) -> Job:
+    """Snapshot the code as one tar and persist the experiment's job; nothing left on failure."""
+    job_id = new_job_id()
+    try:
+        # one tar, not a copy per file: creating thousands of files is what would cost
+        staged = (
+            archive.snapshot_tar(files, record.id, spool.staging_tar(job_id)) if files else None
+        )
+        job = Job(
+            id=job_id,
+            kind="experiment",
+            owner=owner,
+            repository=config.repository,
+            experiment_id=record.id,
+            root=spool.root,
+            experiment=record,
+            files={rel: path.stat().st_size for path, rel in files},
+            staged_tar=staged,
+        )
+        spool.commit(job)
+    except BaseException:
+        spool.discard(job_id)
+        raise
+    return job
+
+
 def init(
     path: str | os.PathLike[str] | None = None,
     params: dict[str, Any] | None = None,
@@ -80,50 +140,14 @@ def init(
     if path is not None:
         rel = archive.relative_path(config.project_dir, path)
         files = archive.collect(config.project_dir, rel, ignore)
-    record = ExperimentRecord(
-        id=random_id(),
-        created=now(),
-        params=clean_params,
-        host=socket.gethostname(),
-        user=_user(),
-        config={"repository": config.repository, "storage": ""},
-        command=_command(),
-        path=rel,
-        python_version=platform.python_version(),
-        python_packages=python_packages(),
-    )
+    record = _record(config, clean_params, rel)
     daemon = Daemon.get()
     daemon.configure(config.settings)
-
-    async def check(repo: Repository) -> None:
-        await repo.check_version(create=True)
-
-    daemon.with_repository(config.repository, check)  # reachable, readable, right version
-    if disable_heartbeat:
-        daemon.with_repository(config.repository, lambda repo: repo.storage.check_writable())
-    else:
-        daemon.start_heartbeat(config.repository, record.id)  # the first beat proves writes work
+    _check_repository(daemon, config.repository, record.id, heartbeat=not disable_heartbeat)
     spool = daemon.spool(config.spool_dir)
-    job_id = new_job_id()
     try:
-        # one tar, not a copy per file: creating thousands of files is what would cost
-        staged = (
-            archive.snapshot_tar(files, record.id, spool.staging_tar(job_id)) if files else None
-        )
-        job = Job(
-            id=job_id,
-            kind="experiment",
-            owner=daemon.owner,
-            repository=config.repository,
-            experiment_id=record.id,
-            root=spool.root,
-            experiment=record,
-            files={rel: path.stat().st_size for path, rel in files},
-            staged_tar=staged,
-        )
-        spool.commit(job)
+        job = _stage_code(spool, daemon.owner, config, record, files)
     except BaseException:
-        spool.discard(job_id)
         if not disable_heartbeat:
             daemon.stop_heartbeat(config.repository, record.id)
         raise

@@ -112,6 +112,7 @@ def render_table(
     When that is wider than the terminal, USER, HOST and PARAMS go on an indented line
     below each row instead (``user@host  lr=0.1  optimizer=adam``).
     """
+    # Over 60 lines: the closures below share the column choice made here, and are one table.
     at = now()
     users = show_all or len({e.user for e in experiments}) > 1
     hosts = show_all or len({e.host for e in experiments}) > 1

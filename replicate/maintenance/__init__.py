@@ -14,8 +14,9 @@ script)::
 """
 
 from replicate.maintenance.drain import DrainResult, drain, queue_states
+from replicate.maintenance.problems import Problem, Report
 from replicate.maintenance.remove import Removal, plan_gc, plan_removal, remove
-from replicate.maintenance.verify import Problem, Report, verify
+from replicate.maintenance.verify import verify
 
 __all__ = [
     "DrainResult",

@@ -7,121 +7,34 @@ the project's upload queue are reported as still uploading.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import BinaryIO, Literal, TypeVar
-
-import anyio
-from rich.filesize import decimal
+from typing import TypeVar
 
 from replicate.config import Config, load_config
 from replicate.daemon import Daemon
 from replicate.errors import (
-    CorruptedArchive,
     CorruptedMetadata,
-    ObjectNotFound,
     ReplicateError,
 )
-from replicate.extract import Unpacker
 from replicate.ids import resolve_prefix, short_id
+from replicate.maintenance.problems import (
+    Problem,
+    Report,
+    Target,
+    checkpoint_label,
+    experiment_label,
+    still_uploading,
+)
+from replicate.maintenance.tarballs import check_tarballs
 from replicate.read.source import Queued, Source, corrupted_id, queued
-from replicate.read.views import UploadState
-from replicate.records import CheckpointRecord, ExperimentRecord
+from replicate.records import ExperimentRecord
 from replicate.repository import (
-    READ_CONCURRENCY,
     VERSION_KEY,
-    ArchiveFolder,
     Repository,
-    archive_key,
 )
 
-#: Tarballs streamed at once (the inflating runs in worker threads).
-STREAMS_IN_FLIGHT = 8
-
 T = TypeVar("T")
-
-#: What a problem is about.
-Subject = Literal["repository", "experiment", "checkpoint"]
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with one object, and the fix where there is one."""
-
-    subject: Subject
-    id: str
-    experiment: str
-    problem: str
-    #: ``checkpoint 5a9beec (step 2) of experiment 928ecab``: names the object in a line
-    label: str
-
-    def line(self) -> str:
-        return f"{self.label}: {self.problem}"
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "kind": self.subject,
-            "id": self.id,
-            "experiment": self.experiment,
-            "problem": self.problem,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One tarball that metadata says exists."""
-
-    folder: ArchiveFolder
-    id: str
-    experiment: str
-    label: str
-    #: its state in this project's upload queue, if it is still there
-    pending: UploadState | None
-
-
-@dataclass
-class Report:
-    experiments: int = 0
-    tarballs: int = 0
-    bytes: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    def summary(self) -> str:
-        return (
-            f"checked {_count(self.experiments, 'experiment')}, "
-            f"{_count(self.tarballs, 'tarball')} ({decimal(self.bytes)}): "
-            f"{_count(len(self.problems), 'problem')}"
-        )
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' * (n != 1)}"
-
-
-def experiment_label(id: str) -> str:
-    return f"experiment {short_id(id)}"
-
-
-def checkpoint_label(experiment_id: str, checkpoint: CheckpointRecord) -> str:
-    step = f" (step {checkpoint.step})" if checkpoint.step is not None else ""
-    return f"checkpoint {short_id(checkpoint.id)}{step} of experiment {short_id(experiment_id)}"
-
-
-def refetch_fix(id: str) -> str:
-    return (
-        f"re-upload with `replicate wait` if it is still queued, or `replicate rm {short_id(id)}`"
-    )
-
-
-def still_uploading(state: UploadState) -> str:
-    if state == "failed":
-        return (
-            "still uploading: its job failed in the local upload queue (`replicate queue` "
-            "shows why); `replicate wait` retries it"
-        )
-    return f"still uploading: {state} in the local upload queue; `replicate wait` lands it"
-
 
 # ---- which objects to check ----------------------------------------------------------------
 
@@ -187,43 +100,6 @@ def select(
     return selection
 
 
-# ---- streaming a tarball through the full decode ------------------------------------------
-
-
-class _Discard:
-    """A sink that keeps nothing: every member is inflated and dropped."""
-
-    def begin(self, rel: str, size: int, mode: int) -> BinaryIO | None:
-        return None
-
-    def end(self, rel: str, file: BinaryIO) -> bool:
-        return False
-
-
-async def stream_check(
-    repository: Repository, target: Target, progress: Callable[[int], None]
-) -> str | None:
-    """Stream the tarball through gzip and tar; return a stray member name, or None.
-
-    Raises CorruptedArchive (truncated, damaged) or ObjectNotFound (deleted meanwhile).
-    """
-    strays: list[str] = []
-
-    def note(name: str) -> None:
-        parts = [p for p in name.split("/") if p not in ("", ".")]
-        if not parts or parts[0] != target.id:
-            strays.append(name)
-
-    check = Unpacker(_Discard(), archive_key(target.folder, target.id), on_name=note)
-    chunks: AsyncIterator[bytes] = repository.stream_archive(target.folder, target.id)
-    async with contextlib.aclosing(chunks):  # type: ignore[type-var]
-        async for chunk in chunks:
-            await anyio.to_thread.run_sync(check.feed, chunk)
-            progress(len(chunk))
-    await anyio.to_thread.run_sync(check.close)
-    return strays[0] if strays else None
-
-
 # ---- the whole check -----------------------------------------------------------------------
 
 
@@ -275,86 +151,6 @@ def targets_of(
                     Target("checkpoints", c.id, record.id, label, queued_checkpoints.get(c.id))
                 )
     return found
-
-
-def problem_of(target: Target, what: str, *, fix: bool = True) -> Problem:
-    subject: Subject = "experiment" if target.folder == "experiments" else "checkpoint"
-    if fix:
-        what = f"{what}; {refetch_fix(target.id)}"
-    return Problem(subject, target.id, target.experiment, what, target.label)
-
-
-async def check_tarballs(
-    repository: Repository,
-    targets: Sequence[Target],
-    on_total: Callable[[int], None],
-    on_progress: Callable[[int], None],
-) -> tuple[list[Problem | None], int]:
-    """Check every target concurrently; return a finding per target and the bytes checked."""
-    sizes: list[int | None] = [None] * len(targets)
-    found: list[Problem | None] = [None] * len(targets)
-    fatal: list[BaseException] = []
-
-    async def guarded(
-        scope: anyio.CancelScope, fn: Callable[[int], Awaitable[None]], i: int
-    ) -> None:
-        try:
-            await fn(i)
-        except ReplicateError as exc:  # storage trouble: the check cannot be finished
-            fatal.append(exc)
-            scope.cancel()
-
-    heads = anyio.CapacityLimiter(READ_CONCURRENCY)
-
-    async def size(i: int) -> None:
-        target = targets[i]
-        async with heads:
-            with contextlib.suppress(ObjectNotFound):
-                sizes[i] = await repository.archive_size(target.folder, target.id)
-
-    streams = anyio.CapacityLimiter(STREAMS_IN_FLIGHT)
-
-    async def stream(i: int) -> None:
-        target = targets[i]
-        missing = f"{archive_key(target.folder, target.id)} is missing"
-        if sizes[i] is None:
-            found[i] = missing_problem(target, missing)
-            return
-        async with streams:
-            try:
-                stray = await stream_check(repository, target, on_progress)
-            except ObjectNotFound:  # deleted since its size was read
-                found[i] = missing_problem(target, missing)
-                return
-            except CorruptedArchive as exc:
-                if target.pending is not None:
-                    note = "it is still in the local upload queue: `replicate wait` re-uploads it"
-                    found[i] = problem_of(target, f"{exc}; {note}", fix=False)
-                else:
-                    found[i] = problem_of(target, str(exc))
-                return
-        if stray is not None:
-            found[i] = problem_of(
-                target,
-                f"{archive_key(target.folder, target.id)} holds {stray!r}, a member outside "
-                f"{short_id(target.id)}…/ (every member must be under its id)",
-            )
-
-    for step in (size, stream):
-        async with anyio.create_task_group() as tg:
-            for i in range(len(targets)):
-                tg.start_soon(guarded, tg.cancel_scope, step, i)
-        if fatal:
-            raise fatal[0]
-        if step is size:
-            on_total(sum(s or 0 for s in sizes))
-    return found, sum(s or 0 for s in sizes)
-
-
-def missing_problem(target: Target, missing: str) -> Problem:
-    if target.pending is not None:
-        return problem_of(target, still_uploading(target.pending), fix=False)
-    return problem_of(target, missing)
 
 
 def pending_problems(

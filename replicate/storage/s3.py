@@ -261,6 +261,8 @@ class S3Storage(_common.BucketStorage):
 
         At most PARTS_IN_FLIGHT + 1 parts are held in memory.
         """
+        # Over 60 lines: create, the parts in flight, complete and the abort on any failure
+        # share one upload id and one cleanup; split, the abort could be skipped.
 
         async def create() -> str:
             with map_s3_errors(self.bucket, name):
