@@ -11,10 +11,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from replicate import archive, console
-from replicate.config import Config, load_config
+from replicate.config import Config, load_config, local_path
 from replicate.daemon import Daemon, Job, Spool, new_job_id
 from replicate.errors import ValidationError
 from replicate.experiment import Experiment
@@ -46,11 +45,6 @@ def python_packages() -> dict[str, str]:
                 except metadata.PackageNotFoundError:
                     continue
     return dict(sorted(found.items()))
-
-
-def _repository_dir(url: str) -> Path | None:
-    parsed = urlparse(url)
-    return Path(parsed.path) if parsed.scheme == "file" else None
 
 
 def _record(config: Config, params: dict[str, Any], path: str) -> ExperimentRecord:
@@ -133,7 +127,7 @@ def init(
     if params is not None and not isinstance(params, dict):
         raise ValidationError(f"params must be a dict, got {type(params).__name__}")
     clean_params = to_json_value(dict(params or {}), where="params")
-    repository_dir = _repository_dir(config.repository)
+    repository_dir = local_path(config.repository)
     ignore = archive.Ignore(config.project_dir, [repository_dir] if repository_dir else [])
     files: list[tuple[Path, str]] = []
     rel = ""

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from replicate.daemon import Landed
-from replicate.errors import JobFailed, UploadFailed, ValidationError
+from replicate.errors import DaemonClosed, JobFailed, UploadFailed, ValidationError
 from replicate.ids import short_id
 from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal, to_json_value
 
@@ -37,7 +37,7 @@ class Checkpoint:
             self._future.result(timeout=timeout)
         except TimeoutError:
             return False
-        except JobFailed as exc:
+        except (JobFailed, DaemonClosed) as exc:
             raise UploadFailed(
                 f"checkpoint {self.short_id} did not upload: {exc}", {self.id: str(exc)}
             ) from exc

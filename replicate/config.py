@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import yaml
 
@@ -148,6 +150,14 @@ def _read_config_file(path: Path, *, required: bool) -> str | None:
     return value
 
 
+def local_path(url: str) -> Path | None:
+    """The directory of a ``file://`` repository URL (the inverse of ``Path.as_uri()``)."""
+    parsed = urlparse(url)
+    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        return None
+    return Path(url2pathname(parsed.path))  # percent-decodes
+
+
 def normalize_repository_url(url: str, base: Path) -> str:
     """Return the absolute form of a repository URL; relative paths are relative to ``base``."""
     url = url.strip()
@@ -162,8 +172,10 @@ def normalize_repository_url(url: str, base: Path) -> str:
     if scheme == "file":
         if not rest:
             raise ConfigError(f"the repository URL {url!r} has no path; use {_ACCEPTED}")
-        path = Path(os.path.expanduser(rest))
-        return "file://" + os.path.normpath(path if path.is_absolute() else base / path)
+        # a file:// URL is percent-decoded; a plain path (no scheme) is taken as written
+        raw = url2pathname(rest) if sep else rest  # url2pathname percent-decodes
+        path = Path(os.path.expanduser(raw))
+        return Path(os.path.normpath(path if path.is_absolute() else base / path)).as_uri()
     if scheme in ("s3", "gs"):
         bucket, _, prefix = rest.partition("/")
         if not _BUCKET.fullmatch(bucket):

@@ -15,7 +15,7 @@ from replicate import archive, console
 from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
-from replicate.errors import UploadFailed, ValidationError
+from replicate.errors import DaemonError, UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.records import (
     CheckpointRecord,
@@ -25,20 +25,31 @@ from replicate.records import (
 )
 
 
+def check_step(step: Any) -> int | None:
+    """``step`` as an int (numpy/torch scalars too), or None; ValidationError otherwise."""
+    if step is None:
+        return None
+    if not isinstance(step, bool) and not isinstance(step, int) and hasattr(step, "item"):
+        step = step.item()  # numpy / torch scalar
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise ValidationError(f"step must be an integer, got a {type(step).__name__}")
+    return int(step)
+
+
 @dataclass
 class _Steps:
+    """The last step recorded; an omitted step is the one after it."""
+
     last: int | None = None
 
-    def next(self, step: Any) -> int:
-        if step is None:
-            step = 0 if self.last is None else self.last + 1
-        elif isinstance(step, bool) or not isinstance(step, int):
-            if hasattr(step, "item"):
-                step = step.item()  # numpy / torch scalar
-            if isinstance(step, bool) or not isinstance(step, int):
-                raise ValidationError(f"step must be an integer, got {step!r}")
-        self.last = int(step)
-        return self.last
+    def next(self, step: int | None) -> int:
+        """The step of the next checkpoint (not yet recorded: see :meth:`record`)."""
+        if step is not None:
+            return step
+        return 0 if self.last is None else self.last + 1
+
+    def record(self, step: int) -> None:
+        self.last = step
 
 
 class Experiment:
@@ -115,6 +126,7 @@ class Experiment:
         """
         self._check_open()
         clean, pm = validate_metrics(metrics, primary_metric)
+        step = check_step(step)
         project_dir = self.config.project_dir
         files: list[tuple[Path, str]] = []
         rel = ""
@@ -154,7 +166,7 @@ class Experiment:
             id=random_id(),
             created=now(),
             metrics=metrics,
-            step=self._steps.next(step),
+            step=self._steps.next(step),  # recorded only once the job is on disk
             path=path,
             primary_metric=primary_metric,
         )
@@ -176,13 +188,18 @@ class Experiment:
         except OSError as exc:
             self._spool.discard(job_id)
             message = (
-                f"could not queue checkpoint {short_id(record.id)} in {self._spool.root}: "
-                f"{exc.strerror or exc}"
+                f"checkpoint {short_id(record.id)} (step {record.step}) was NOT saved: "
+                f"could not queue it in {self._spool.root}: {exc.strerror or exc}"
             )
             console.warn(message + " (training goes on; free some disk space)")
             future = failed_future(message)
+        except BaseException:
+            self._spool.discard(job_id)
+            raise
         else:
-            future = self._daemon.submit(job)
+            assert record.step is not None
+            self._steps.record(record.step)
+            future = self._submit(job)
             if not quiet:
                 console.info(
                     f"saving checkpoint {short_id(record.id)} (step {record.step})"
@@ -193,6 +210,18 @@ class Experiment:
         checkpoint = Checkpoint(record, future)
         self._checkpoints.append(checkpoint)
         return checkpoint
+
+    def _submit(self, job: Job) -> Future[Landed]:
+        """Hand a persisted job to the daemon; if it is gone, the job waits in the spool."""
+        try:
+            return self._daemon.submit(job)
+        except DaemonError as exc:
+            message = (
+                f"{job.label} is queued in {self._spool.root} but this process cannot upload "
+                f"it ({exc}): `replicate wait` will"
+            )
+            console.warn(message)
+            return failed_future(message)
 
     def checkpoint_dir(
         self,
@@ -212,6 +241,7 @@ class Experiment:
         """
         self._check_open()
         clean, pm = validate_metrics(metrics, primary_metric)
+        step = check_step(step)  # now, not after the user wrote the files
         job_id = new_job_id()
 
         def open_dir() -> Path:

@@ -70,11 +70,25 @@ def parse_time(s: str) -> datetime:
         raise ValidationError(f"not a valid timestamp: {s!r} ({exc})") from exc
 
 
+def _text(value: str, problem: str) -> str:
+    """``value`` as a plain str if it encodes as UTF-8, else ValidationError(problem)."""
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(problem) from None
+    return str(value)
+
+
 def to_json_value(value: Any, *, where: str = "value") -> Any:
     """Return ``value`` as plain JSON data (NaN/±Inf as strings); ValidationError names ``where``."""
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
+        try:
+            str(value)  # Python refuses to write (and so to store) over 4300 digits
+        except ValueError:
+            raise ValidationError(f"{where} is an integer too large to store") from None
         return int(value)
     if isinstance(value, float):
         if math.isnan(value):
@@ -83,21 +97,17 @@ def to_json_value(value: Any, *, where: str = "value") -> Any:
             return _POS_INF if value > 0 else _NEG_INF
         return float(value)
     if isinstance(value, str):
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValidationError(f"{where} is a string that is not valid UTF-8") from exc
-        return str(value)
+        return _text(value, f"{where} is a string that is not valid UTF-8")
     if isinstance(value, Mapping):
         result: dict[str, Any] = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(
-                    f"{where} has a key {key!r} of type {type(key).__name__}; "
+                    f"{where} has a key of type {type(key).__name__}; "
                     "JSON object keys must be strings"
                 )
-            result[str(key)] = to_json_value(item, where=f"{where}[{key!r}]")
+            name = _text(key, f"{where} has a key that is not valid UTF-8 (a lone surrogate?)")
+            result[name] = to_json_value(item, where=f"{where}[{name!r}]")
         return result
     if isinstance(value, list | tuple):
         return [to_json_value(item, where=f"{where}[{i}]") for i, item in enumerate(value)]

@@ -14,6 +14,7 @@ from replicate.config import (
     Config,
     find_config_file,
     load_config,
+    local_path,
     normalize_repository_url,
 )
 from replicate.errors import ConfigError, ReplicateError
@@ -264,3 +265,22 @@ class TestNormalizeRepositoryUrl:
         with pytest.raises(ConfigError, match=match) as info:
             normalize_repository_url(url, Path("/base"))
         assert "\n" not in str(info.value)
+
+
+class TestFileURLs:
+    @pytest.mark.parametrize("name", ["proj#1", "what?", "100%", "a b", "x%23y"])
+    def test_special_characters_in_the_project_path(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    ) -> None:
+        """The default repository stays inside a project whose path holds # ? % or spaces."""
+        project = tmp_path / name
+        project.mkdir()
+        monkeypatch.chdir(project)
+        url = load_config().repository
+        assert url == (project / ".replicate" / "storage").as_uri()
+        assert local_path(url) == project / ".replicate" / "storage"
+
+    def test_plain_paths_are_taken_as_written(self, tmp_path: Path) -> None:
+        """A plain path is not percent-decoded; a file:// URL is."""
+        assert local_path(normalize_repository_url("a%41b", tmp_path)) == tmp_path / "a%41b"
+        assert local_path(normalize_repository_url("file://a%41b", tmp_path)) == tmp_path / "aAb"

@@ -180,6 +180,23 @@ class Daemon:
             raise
         finally:
             self._closed = True
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """Give every future still waiting a result: its job stays queued in the spool."""
+        with self._cond:
+            futures = list(self._futures.values())
+            self._futures.clear()
+            self._pending.clear()
+            self._cond.notify_all()
+        for future in futures:
+            if not future.done():
+                future.set_exception(
+                    DaemonClosed(
+                        "the uploader stopped before this job landed; it stays queued: "
+                        "`replicate wait` lands it"
+                    )
+                )
 
     async def _main(self, ready: Future[BlockingPortal]) -> None:
         asyncio.get_running_loop().set_default_executor(LoopExecutor())

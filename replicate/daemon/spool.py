@@ -195,17 +195,30 @@ class Spool:
         return self.journal_dir / f"{owner}.jsonl"
 
     def _append(self, owner: str, entry: dict[str, Any], *, durable: bool) -> None:
-        """Append one line; a single write() to an O_APPEND file is never interleaved."""
+        """Append one whole line, or nothing: a failed write (disk full) is cut off again.
+
+        One journal belongs to one process, and its lines are appended under one lock, so a
+        torn line can never have a later one glued onto it.
+        """
+        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
         path = self._journal_path(owner)
         with _journals_lock:
             fd = _journals.get(path)
             if fd is None:
                 self.ensure()
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 _journals[path] = fd
-        os.write(fd, json.dumps(entry, separators=(",", ":")).encode() + b"\n")
-        if durable:
-            os.fdatasync(fd)
+            start = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:  # a short write is not an error: write the rest
+                    view = view[os.write(fd, view) :]
+                if durable:
+                    os.fdatasync(fd)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)
+                raise
 
     def commit(self, job: Job) -> None:
         """Persist the job: it exists once this returns (and not before)."""
@@ -224,7 +237,12 @@ class Spool:
         path = self._journal_path(job.owner)
         with _journals_lock:  # counted before it is written: compaction never races it
             _outstanding[path] = _outstanding.get(path, 0) + 1
-        self._append(job.owner, {"job": job.to_manifest()}, durable=True)
+        try:
+            self._append(job.owner, {"job": job.to_manifest()}, durable=True)
+        except BaseException:
+            with _journals_lock:
+                _outstanding[path] -= 1
+            raise
 
     def discard(self, job_id: str) -> None:
         """Drop the staged files of a job that was never committed."""

@@ -11,13 +11,12 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from types import TracebackType
 from typing import Self
-from urllib.parse import unquote, urlparse
-from urllib.request import url2pathname
 
 import aiofiles
 import aiofiles.os
 import anyio.to_thread
 
+from replicate.config import local_path
 from replicate.errors import ConfigError, ObjectNotFound, StorageError, StoragePermissionError
 from replicate.storage import _common
 
@@ -79,10 +78,10 @@ class DiskStorage:
     """
 
     def __init__(self, url: str, *, fsync: bool = False) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
+        found = local_path(url)
+        if found is None:
             raise ConfigError(f"not a local file URL: {url!r} (use file:///absolute/path)")
-        path = url2pathname(unquote(parsed.path))
+        path = str(found)
         if not os.path.isabs(path):
             raise ConfigError(f"file URL must hold an absolute path: {url!r}")
         self.url = url
