@@ -29,7 +29,7 @@ from replicate.errors import (
     collapse,
 )
 from replicate.records import CheckpointRecord, EncodingCache, ExperimentRecord
-from replicate.repository import ArchiveFolder
+from replicate.repository import ArchiveFolder, Repository
 
 log = logging.getLogger("replicate")
 P = ParamSpec("P")
@@ -187,12 +187,8 @@ class Worker:
             if job.files:
                 size, digest = await self._upload(job, "experiments", job.experiment_id)
             assert state.record is not None
-            try:  # a retried job may find its JSON written already, maybe with checkpoints
-                existing = await repository.load_experiment(job.experiment_id)
-                state.record = state.record.with_checkpoints(existing.checkpoints)
-            except DoesNotExist:
-                pass
-            # data before metadata: the JSON is the commit point
+            # data before metadata: the JSON is the commit point (merged with what is stored:
+            # a retried job may find its JSON written already, maybe with checkpoints)
             await self._commit(job, state, None)
             state.code_error = None
             state.code_landed.set()
@@ -251,6 +247,19 @@ class Worker:
             )
         return sent, digest.hexdigest()
 
+    async def _stored(self, repository: Repository, job: Job) -> ExperimentRecord | None:
+        """The experiment JSON as stored now; None before the experiment's own first write."""
+        try:
+            return await repository.load_experiment(job.experiment_id)
+        except DoesNotExist:
+            if job.kind == "experiment":
+                return None
+            raise JobFailed(
+                f"experiment {job.experiment_id[:7]} has no metadata in {job.repository}: "
+                "it was deleted (`replicate rm`?), so this checkpoint is not committed",
+                permanent=True,
+            ) from None
+
     async def _commit(
         self, job: Job, state: _Experiment, checkpoint: CheckpointRecord | None
     ) -> None:
@@ -274,13 +283,17 @@ class Worker:
             wait = state.last_write_end + gap - time.monotonic()
             if wait > 0:
                 await anyio.sleep(wait)  # more checkpoints join the batch meanwhile
+            started = time.monotonic()
             batch = list(state.pending)
-            known = {c.id: c for c in state.record.checkpoints}
+            # Merge into what is stored now, not into what this process last wrote: `rm`,
+            # `gc` or another writer may have changed it since, and their changes stand.
+            stored = await self._stored(repository, job)
+            base = state.record if stored is None else stored
+            known = {c.id: c for c in base.checkpoints}
             for c in batch:
                 known[c.id] = c
             ordered = sorted(known.values(), key=lambda c: c.created)
             record = state.record.with_checkpoints(ordered)
-            started = time.monotonic()
             await repository.save_experiment(record, state.encoded)
             state.last_write_end = time.monotonic()
             state.last_write_cost = state.last_write_end - started
