@@ -26,6 +26,11 @@ def short_id(id: str) -> str:
     return id[:SHORT_LENGTH]
 
 
+def is_id(value: str) -> bool:
+    """True for a full id: exactly 64 lowercase hex characters."""
+    return len(value) == ID_LENGTH and all(ch in _HEX for ch in value)
+
+
 def normalize_prefix(prefix: str) -> str:
     """Return ``prefix`` stripped and lowercased; DoesNotExist if it cannot be an id's start."""
     cleaned = prefix.strip().lower()

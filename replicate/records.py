@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
 
 from replicate.errors import CorruptedMetadata, ValidationError
+from replicate.ids import is_id
 
 Goal = Literal["maximize", "minimize"]
 
@@ -103,7 +104,7 @@ def to_json_value(value: Any, *, where: str = "value") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValidationError(
-                    f"{where} has a key of type {type(key).__name__}; "
+                    f"{where} has a key {key!r} of type {type(key).__name__}; "
                     "JSON object keys must be strings"
                 )
             name = _text(key, f"{where} has a key that is not valid UTF-8 (a lone surrogate?)")
@@ -371,12 +372,21 @@ def encode_experiment(record: ExperimentRecord, cache: EncodingCache | None = No
     return text.replace(placeholder, listing, 1).encode("utf-8")
 
 
-def decode_experiment(data: bytes, key: str) -> ExperimentRecord:
-    """Parse an experiment JSON; any problem raises CorruptedMetadata naming ``key``."""
+def decode_experiment(data: bytes, key: str, expected_id: str | None = None) -> ExperimentRecord:
+    """Parse an experiment JSON; any problem raises CorruptedMetadata naming ``key``.
+
+    Ids are checked too (they name objects to read and delete): every one must be 64 hex
+    characters, and the experiment's must be ``expected_id``, the one its key is named by.
+    """
     try:
-        return ExperimentRecord.from_dict(_loads(data))
+        record = ExperimentRecord.from_dict(_loads(data))
     except (ValueError, TypeError, RecursionError) as exc:
         raise CorruptedMetadata(key, str(exc) or type(exc).__name__) from exc
+    if expected_id is not None and record.id != expected_id:
+        raise CorruptedMetadata(key, "the id inside is not the one in its name")
+    if not all(is_id(id) for id in (record.id, *(c.id for c in record.checkpoints))):
+        raise CorruptedMetadata(key, "an id in it is not 64 hexadecimal characters")
+    return record
 
 
 def encode_heartbeat(record: HeartbeatRecord) -> bytes:

@@ -106,7 +106,7 @@ class Repository:
             data = await self.storage.read(key)
         except ObjectNotFound:
             raise DoesNotExist(f"no experiment {short_id(id)} in {self.url}") from None
-        return decode_experiment(data, key)
+        return decode_experiment(data, key, id)
 
     async def experiment_ids(self) -> list[str]:
         return _ids_in(await self.storage.list(EXPERIMENTS_PREFIX), EXPERIMENTS_PREFIX)
@@ -136,7 +136,7 @@ class Repository:
             records = []
             for id, data in raw.items():
                 try:
-                    records.append(decode_experiment(data, experiment_key(id)))
+                    records.append(decode_experiment(data, experiment_key(id), id))
                 except CorruptedMetadata as exc:
                     if on_corrupt is None:
                         raise

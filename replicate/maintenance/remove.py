@@ -14,9 +14,15 @@ import anyio
 
 from replicate.config import Config, load_config
 from replicate.daemon import Daemon, is_running
-from replicate.errors import CorruptedMetadata, DoesNotExist, ObjectNotFound, ValidationError
-from replicate.ids import short_id
-from replicate.read.source import Match, load_snapshot, resolve_many
+from replicate.errors import (
+    CorruptedMetadata,
+    DoesNotExist,
+    ObjectNotFound,
+    ValidationError,
+    collapse,
+)
+from replicate.ids import resolve_prefix, short_id
+from replicate.read.source import Match, candidates, describe_match, load_snapshot
 from replicate.records import (
     CheckpointRecord,
     ExperimentRecord,
@@ -36,6 +42,8 @@ class Removal:
 
     experiments: dict[str, ExperimentRecord] = field(default_factory=dict)
     checkpoints: dict[str, dict[str, CheckpointRecord]] = field(default_factory=dict)
+    #: names of experiment JSONs that cannot be read: their metadata, heartbeat and code go
+    unreadable: set[str] = field(default_factory=set)
 
     def add(self, experiment: ExperimentRecord, checkpoint: CheckpointRecord | None) -> None:
         if checkpoint is None:
@@ -46,7 +54,9 @@ class Removal:
 
     def lines(self) -> list[str]:
         """One line per item, for a confirmation prompt."""
-        found = []
+        found = [
+            f"unreadable experiment metadata {experiment_key(name)}" for name in self.unreadable
+        ]
         for record in self.experiments.values():
             count = len(record.checkpoints)
             found.append(
@@ -64,10 +74,11 @@ class Removal:
     def objects(self) -> int:
         """How many objects the deletion touches (for a progress bar)."""
         count = sum(3 + len(e.checkpoints) for e in self.experiments.values())
+        count += 3 * len(self.unreadable)
         return count + sum(1 + len(c) for c in self.checkpoints.values())
 
     def __bool__(self) -> bool:
-        return bool(self.experiments or self.checkpoints)
+        return bool(self.experiments or self.checkpoints or self.unreadable)
 
 
 async def delete_all(
@@ -97,6 +108,11 @@ async def delete_all(
             for checkpoint in record.checkpoints:
                 tg.start_soon(delete, archive_key("checkpoints", checkpoint.id))
 
+    async def unreadable(name: str) -> None:
+        await delete(experiment_key(name))
+        await delete(heartbeat_key(name))
+        await delete(archive_key("experiments", name))  # its checkpoints can't be known
+
     async def checkpoints(experiment_id: str, ids: Iterable[str]) -> None:
         doomed = set(ids)
         async with limiter:
@@ -112,11 +128,16 @@ async def delete_all(
             for id in doomed:
                 tg.start_soon(delete, archive_key("checkpoints", id))
 
-    async with anyio.create_task_group() as tg:
-        for record in removal.experiments.values():
-            tg.start_soon(experiment, record)
-        for experiment_id, chosen in removal.checkpoints.items():
-            tg.start_soon(checkpoints, experiment_id, list(chosen))
+    try:
+        async with anyio.create_task_group() as tg:
+            for record in removal.experiments.values():
+                tg.start_soon(experiment, record)
+            for experiment_id, chosen in removal.checkpoints.items():
+                tg.start_soon(checkpoints, experiment_id, list(chosen))
+            for name in removal.unreadable:
+                tg.start_soon(unreadable, name)
+    except BaseExceptionGroup as group:
+        raise collapse(group) from None
 
 
 async def archive_sizes(repository: Repository, checkpoints: Iterable[CheckpointRecord]) -> int:
@@ -130,10 +151,13 @@ async def archive_sizes(repository: Repository, checkpoints: Iterable[Checkpoint
             async with limiter:
                 total += await repository.archive_size("checkpoints", id)
 
-    async with anyio.create_task_group() as tg:
-        for checkpoint in checkpoints:
-            if checkpoint.path:
-                tg.start_soon(one, checkpoint.id)
+    try:
+        async with anyio.create_task_group() as tg:
+            for checkpoint in checkpoints:
+                if checkpoint.path:
+                    tg.start_soon(one, checkpoint.id)
+    except BaseExceptionGroup as group:
+        raise collapse(group) from None
     return total
 
 
@@ -175,7 +199,20 @@ def plan_removal(ids: Sequence[str], *, config: Config | None = None) -> Removal
 
     async def gather(repository: Repository) -> tuple[list[Match], dict[str, HeartbeatRecord]]:
         await repository.check_version()
-        matches = await resolve_many(repository, ids)
+        corrupted: list[Exception] = []
+        found = candidates(
+            await repository.load_experiments(on_corrupt=corrupted.append), corrupted
+        )
+        matches = []
+        for raw in ids:
+            if raw in found:  # an exact name: also one that is not an id (an odd file)
+                name, match = raw, found[raw]
+            else:
+                name, match = resolve_prefix(raw, found, describe_match, where=repository.url)
+            if isinstance(match, CorruptedMetadata):
+                removal.unreadable.add(name)
+            else:
+                matches.append(match)
         beats = {}
         for experiment_id in {e.id for e, _ in matches}:
             beat = await repository.read_heartbeat(experiment_id)
@@ -183,8 +220,8 @@ def plan_removal(ids: Sequence[str], *, config: Config | None = None) -> Removal
                 beats[experiment_id] = beat
         return matches, beats
 
-    matches, beats = Daemon.get().with_repository(config.repository, gather)
     removal = Removal()
+    matches, beats = Daemon.get().with_repository(config.repository, gather)
     for experiment, checkpoint in matches:
         refuse_running(experiment.id, beats.get(experiment.id))
         removal.add(experiment, checkpoint)
