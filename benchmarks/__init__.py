@@ -1,4 +1,6 @@
-"""Benchmarks for SPEC §6: ``python -m benchmarks [name ...] [--big] [--quick]``.
+"""Benchmarks against the performance targets: ``python -m benchmarks [name ...] [--big]``.
+
+``--quick`` makes a smoke run. Each benchmark module's docstring states its target.
 
 Every figure is reported next to a baseline measured in the same run (machines are noisy),
 as a ratio, plus absolute numbers. Nothing here asserts on wall-clock time: it is a measuring

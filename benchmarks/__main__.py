@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Measure replicate against SPEC §6, as ratios to baselines from the same run.",
+        description="Measure replicate against its targets, as ratios to same-run baselines.",
     )
     parser.add_argument(
         "names",
@@ -106,7 +106,7 @@ def _summary(path: Path) -> None:
         )
     if rows:
         print_table(
-            "SUMMARY against SPEC §6 targets",
+            "SUMMARY against the performance targets",
             ["benchmark", "measure", "value", "target", "verdict", "baseline / note"],
             rows,
         )

@@ -27,7 +27,7 @@ ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 GRPC_OFFSET = 10000
 REGION = "us-east-1"
-#: The baseline multipart shape of SPEC §6 / TESTING.md §4.
+#: The baseline multipart shape: raw aiobotocore, 8 MiB parts, 4 in flight.
 PART_SIZE = 8 * MiB
 PARTS_IN_FLIGHT = 4
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy

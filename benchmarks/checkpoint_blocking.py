@@ -1,4 +1,4 @@
-"""Blocking time of ``checkpoint(path=...)`` and ``checkpoint_dir`` against the floor (SPEC §6).
+"""Blocking time of ``checkpoint(path=...)`` and ``checkpoint_dir`` against the floor.
 
 For each size, samples alternate between the baseline and replicate (ABBA order), each preceded
 by ``os.sync()`` (so writeback of earlier work stays out of the measurement) and a fresh rewrite
@@ -9,7 +9,7 @@ measurement.
 - ``checkpoint(path=...)`` vs ``shutil.copyfile`` of the same file into a directory on the same
   filesystem. Target: p50 and p99 ≤ 1.2 × copy + 5 ms.
 - ``with checkpoint_dir() as d:`` writing the file into ``d`` vs writing it to a normal path
-  (the user's own save). SPEC: blocking time is the user's own save; shown against the same
+  (the user's own save). The goal: blocking time is the user's own save; shown against the same
   1.2 × + 5 ms bar.
 """
 
@@ -204,7 +204,7 @@ def run(options: Options) -> None:
         ],
         rows,
     )
-    note("bar = 1.2 × copy + 5 ms (SPEC §6); 'meets' needs both p50 and p99 under their bars.")
+    note("bar = 1.2 × copy + 5 ms (the target); 'meets' needs both p50 and p99 under their bars.")
     note("n samples per side, ABBA-interleaved; os.sync() and a fresh rewrite before each sample;")
     note("each checkpoint's upload (file:// repository) finished before the next sample.")
     print_table(

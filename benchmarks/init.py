@@ -1,4 +1,4 @@
-"""``replicate.init(path=".", params=...)`` time in a fresh interpreter (SPEC §6).
+"""``replicate.init(path=".", params=...)`` time in a fresh interpreter.
 
 Each run is a new ``python -c`` process in the project directory; perf_counter around the
 ``init`` call alone (the import is measured and shown separately), then ``stop()`` (the code

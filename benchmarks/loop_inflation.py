@@ -1,4 +1,4 @@
-"""Training-loop inflation: how much a loop that checkpoints 256 MiB every ~2 s slows (SPEC §6).
+"""Training-loop inflation: how much a loop that checkpoints 256 MiB every ~2 s slows.
 
 A fixed amount of training work (iterations calibrated once, at the start, to ~2 s per chunk)
 runs in chunks; before each chunk the loop saves its model file (a fresh rewrite of 256 MiB of

@@ -1,4 +1,4 @@
-"""``replicate ls`` of 1,000 experiments x 20 checkpoints on S3, cold process (SPEC §6: < 2 s).
+"""``replicate ls`` of 1,000 experiments x 20 checkpoints on S3, cold process (target: < 2 s).
 
 The repository is written straight through ``Repository`` + ``records`` (metadata only, no
 tarballs) into a SeaweedFS started here. Then, interleaved, 3 runs each (median):

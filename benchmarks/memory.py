@@ -1,4 +1,4 @@
-"""Peak RSS growth while a big checkpoint uploads to S3 (SPEC §6: ≤ 150 MiB for 2 GiB).
+"""Peak RSS growth while a big checkpoint uploads to S3 (target: ≤ 150 MiB for 2 GiB).
 
 Default size 512 MiB; ``--big`` uses 2 GiB. Each side runs in a fresh process against a
 SeaweedFS started here, after a warm-up upload (9 MiB, multipart) so imports, clients and

@@ -1,6 +1,6 @@
 """Latency of metrics-only ``checkpoint(metrics=..., quiet=True)`` over checkpoints 1..N.
 
-Target (SPEC §6): < 1 ms p50, flat from the first checkpoint to the last (the experiment JSON
+Target: < 1 ms p50, flat from the first checkpoint to the last (the experiment JSON
 grows with every checkpoint; it must not cost the training loop more as it grows).
 
 Baselines (benchmarks/_floors.py), two ways to make a ~600-byte manifest durable:

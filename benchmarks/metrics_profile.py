@@ -1,4 +1,4 @@
-"""Where a metrics-only ``checkpoint()`` spends its time (evidence for SPEC §6's < 1 ms p50).
+"""Where a metrics-only ``checkpoint()`` spends its time (evidence for the < 1 ms p50 target).
 
 Measured in this process only, by wrapping library functions with timers (nothing is changed
 on disk); a wrapped name that no longer exists is reported as n/a.

@@ -1,4 +1,4 @@
-"""Time to durable: ``checkpoint(path=...)`` call -> ``Checkpoint.wait()`` returns (SPEC §6).
+"""Time to durable: ``checkpoint(path=...)`` call -> ``Checkpoint.wait()`` returns.
 
 That is snapshot + tar + gzip (isal) + sha256 + upload + experiment-JSON commit. Samples
 alternate with a baseline (ABBA), each after ``os.sync()`` and a fresh rewrite of the file.

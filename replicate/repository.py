@@ -60,7 +60,7 @@ def _ids_in(keys: list[str], prefix: str) -> list[str]:
 
 
 class Repository:
-    """The repository format (SPEC §1) over a Storage opened by the caller."""
+    """The repository format (docs/format.md) over a Storage opened by the caller."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage

@@ -1,4 +1,4 @@
-"""Real storage servers on loopback for tests (TESTING.md §6), and sync bucket helpers.
+"""Real storage servers on loopback for tests (SeaweedFS, fake-gcs-server), and sync bucket helpers.
 
 Everything here is synchronous so subprocess and CLI tests can use it outside any event loop.
 """
