@@ -177,11 +177,13 @@ class CheckpointRecord:
     step: int | None
     path: str  # "" when the checkpoint has no files
     primary_metric: PrimaryMetric | None
+    #: keys this version does not know (written by a newer tool), kept as read, written last
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with Keepsake's key order."""
+        """JSON-ready dict with Keepsake's key order, then the extra keys."""
         pm = self.primary_metric
-        return {
+        body = {
             "id": self.id,
             "created": format_time(self.created),
             "metrics": to_json_value(self.metrics, where="metrics"),
@@ -189,6 +191,7 @@ class CheckpointRecord:
             "path": self.path,
             "primary_metric": None if pm is None else {"name": pm.name, "goal": pm.goal},
         }
+        return _with_extra(body, self.extra)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckpointRecord:
@@ -207,7 +210,25 @@ class CheckpointRecord:
             step=None if step is None else int(step),
             path=_field(d, "path", str, ""),
             primary_metric=primary_metric if name else None,
+            extra=_unknown(d, _CHECKPOINT_KEYS),
         )
+
+
+_CHECKPOINT_KEYS = frozenset({"id", "created", "metrics", "step", "path", "primary_metric"})
+_EXPERIMENT_KEYS = frozenset(
+    {"id", "created", "params", "host", "user", "config", "command", "path", "python_version"}
+    | {"python_packages", "checkpoints", "replicate_version", "keepsake_version"}
+)
+
+
+def _unknown(d: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {key: value for key, value in d.items() if key not in known}
+
+
+def _with_extra(body: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in extra.items():
+        body.setdefault(key, value)
+    return body
 
 
 def _missing(key: str) -> Any:
@@ -230,9 +251,14 @@ class ExperimentRecord:
     python_packages: dict[str, str]
     checkpoints: tuple[CheckpointRecord, ...] = ()
     replicate_version: str = field(default_factory=_replicate_version)
+    #: keys this version does not know (written by a newer tool), kept as read, written last
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with Keepsake's key order (``replicate_version`` last)."""
+        """JSON-ready dict with Keepsake's key order (``replicate_version``, then extra keys)."""
+        return _with_extra(self._known_dict(), self.extra)
+
+    def _known_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "created": format_time(self.created),
@@ -268,6 +294,7 @@ class ExperimentRecord:
             checkpoints=tuple(CheckpointRecord.from_dict(c) for c in checkpoints),
             replicate_version=_field(d, "replicate_version", str, None)
             or _field(d, "keepsake_version", str, ""),
+            extra=_unknown(d, _EXPERIMENT_KEYS),
         )
 
     def with_checkpoints(self, checkpoints: Iterable[CheckpointRecord]) -> ExperimentRecord:

@@ -293,7 +293,7 @@ class Worker:
             for c in batch:
                 known[c.id] = c
             ordered = sorted(known.values(), key=lambda c: c.created)
-            record = state.record.with_checkpoints(ordered)
+            record = base.with_checkpoints(ordered)
             await repository.save_experiment(record, state.encoded)
             state.last_write_end = time.monotonic()
             state.last_write_cost = state.last_write_end - started

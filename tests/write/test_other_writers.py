@@ -6,6 +6,7 @@ before each write, so what `rm` removed stays removed, on every backend.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,24 @@ class TestRemovalAgainstAnOpenWriter:
             late.wait(60)
         experiment.stop()
         assert not helpers.exists(repo_url, experiment_key(experiment.id))
+
+
+class TestFieldsOfOtherTools:
+    def test_unknown_keys_survive_a_rewrite(self, tmp_path: Path, project: Path) -> None:
+        """Keys written by a newer tool, at both levels, are kept when a commit rewrites the JSON."""
+        url = (tmp_path / "repo").as_uri()
+        experiment = replicate.init(repository=url, project_dir=project)
+        first = experiment.checkpoint(metrics={"loss": 1.0})
+        assert first.wait(60)
+        path = tmp_path / "repo" / experiment_key(experiment.id)
+        body = json.loads(path.read_text())
+        body["future_field"] = {"x": [1, "[NaN]"]}
+        body["checkpoints"][0]["parts"] = ["rank-1"]
+        path.write_text(json.dumps(body))
+        assert experiment.checkpoint(metrics={"loss": 0.5}).wait(60)
+        experiment.stop()
+        after = json.loads(path.read_text())
+        assert after["future_field"] == {"x": [1, "[NaN]"]}
+        assert list(after)[-1] == "future_field"
+        assert after["checkpoints"][0]["parts"] == ["rank-1"]
+        assert "parts" not in after["checkpoints"][1]
