@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import platform
+import re
 import shlex
 import socket
 import sys
@@ -21,9 +22,47 @@ from replicate.ids import random_id, short_id
 from replicate.records import ExperimentRecord, now, to_json_value
 from replicate.repository import Repository
 
+#: Words that make an argument's name say it holds a secret (its value is recorded redacted).
+SECRET_WORDS = frozenset(
+    {"token", "key", "secret", "password", "passwd", "pwd", "credential", "credentials"}
+    | {"apikey", "authtoken", "accesskey", "secretkey", "privatekey"}
+)
+REDACTED = "REDACTED"  # no brackets: shlex.join would quote them
+
+
+def _secret_name(name: str) -> bool:
+    return any(word in SECRET_WORDS for word in re.split(r"[^a-z0-9]+", name.lower()))
+
+
+def redact_argv(argv: list[str]) -> list[str]:
+    """``argv`` with the values of secret-looking arguments replaced by ``REDACTED``.
+
+    Covers ``--token=abc``, ``--api-key abc`` and ``DB_PASSWORD=abc``; a short option such
+    as ``-p`` says too little to tell, and is kept.
+    """
+    redacted: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next and not arg.startswith("-"):
+            redacted.append(REDACTED)
+            hide_next = False
+            continue
+        hide_next = False
+        name, sep, _ = arg.partition("=")
+        if sep and _secret_name(name):
+            redacted.append(f"{name}={REDACTED}")
+        elif arg.startswith("--") and _secret_name(arg):
+            redacted.append(arg)
+            hide_next = True
+        else:
+            redacted.append(arg)
+    return redacted
+
 
 def _command() -> str:
-    return shlex.join(sys.argv) if sys.argv and sys.argv != [""] else ""
+    if not sys.argv or sys.argv == [""]:
+        return ""
+    return shlex.join(redact_argv(sys.argv))
 
 
 def _user() -> str:

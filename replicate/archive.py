@@ -15,6 +15,7 @@ from pathlib import Path
 import pathspec
 from isal import isal_zlib
 
+from replicate import console
 from replicate.errors import CorruptedArchive, ValidationError
 
 DEFAULT_EXCLUDES = frozenset(
@@ -31,6 +32,33 @@ DEFAULT_EXCLUDES = frozenset(
         ".ipynb_checkpoints",
     }
 )
+#: Never captured by default (gitignore syntax): secrets have no place in a code snapshot. A
+#: ``.replicateignore`` line ``!.env.example`` brings one back.
+SECRET_PATTERNS = (
+    ".env",
+    ".env.*",
+    ".envrc",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    ".netrc",
+    ".pgpass",
+    ".pypirc",
+    ".npmrc",
+    ".git-credentials",
+    "*credentials*.json",
+    "service-account*.json",
+    ".aws/",
+    ".ssh/",
+    ".gnupg/",
+    ".docker/config.json",
+    ".kube/config",
+)
 IGNORE_FILES = (".replicateignore", ".keepsakeignore")
 FICLONE = 0x40049409
 #: isal level 1: ~550 MiB/s on incompressible weights here, against ~20 MiB/s for stdlib gzip.
@@ -45,23 +73,23 @@ class Ignore:
     def __init__(self, project_dir: Path, extra_dirs: Iterable[Path] = ()) -> None:
         self.project_dir = project_dir
         self.extra_dirs = {p.resolve() for p in extra_dirs}
-        self.spec: pathspec.GitIgnoreSpec | None = None
+        lines = list(SECRET_PATTERNS)
         for name in IGNORE_FILES:
             ignore_file = project_dir / name
             if ignore_file.is_file():
-                lines = ignore_file.read_text(encoding="utf-8").splitlines()
-                self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+                lines += ignore_file.read_text(encoding="utf-8").splitlines()
                 break
+        self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
 
     def skip_dir(self, path: Path, rel: str) -> bool:
         if path.name in DEFAULT_EXCLUDES or path in self.extra_dirs:
             return True
         if (path / "pyvenv.cfg").exists():  # a virtualenv
             return True
-        return self.spec is not None and self.spec.match_file(rel + "/")
+        return self.spec.match_file(rel + "/")
 
     def skip_file(self, rel: str) -> bool:
-        return self.spec is not None and self.spec.match_file(rel)
+        return self.spec.match_file(rel)
 
 
 def relative_path(project_dir: Path, path: str | os.PathLike[str]) -> str:
@@ -92,6 +120,7 @@ def collect(project_dir: Path, rel: str, ignore: Ignore) -> list[tuple[Path, str
         return [(root, rel)]
     found: list[tuple[Path, str]] = []
     base = project_dir.resolve()
+    outside: list[str] = []
     stack = [root.resolve()]
     while stack:
         directory = stack.pop()
@@ -102,8 +131,18 @@ def collect(project_dir: Path, rel: str, ignore: Ignore) -> list[tuple[Path, str
                 if entry.is_dir(follow_symlinks=False):
                     if not ignore.skip_dir(path, entry_rel):
                         stack.append(path)
-                elif entry.is_file(follow_symlinks=True) and not ignore.skip_file(entry_rel):
+                elif not entry.is_file(follow_symlinks=True) or ignore.skip_file(entry_rel):
+                    continue
+                elif entry.is_symlink() and not path.resolve().is_relative_to(base):
+                    outside.append(entry_rel)  # never copy what a link points at outside
+                else:
                     found.append((path, entry_rel))
+    if outside:
+        console.once(
+            "symlinks-outside",
+            f"skipped {len(outside)} symbolic link(s) to files outside the project "
+            f"(such as {min(outside)}): copy the file into the project to save it",
+        )
     found.sort(key=lambda item: item[1])
     return found
 

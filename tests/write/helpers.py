@@ -85,3 +85,18 @@ def cli(
         timeout=timeout,
         check=False,
     )
+
+
+def run_process(
+    project: Path, args: list[str], *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python *args`` in ``project`` as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=project,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
