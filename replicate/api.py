@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from replicate import archive, console
+from replicate import resume as resuming
 from replicate.config import Config, load_config, local_path
 from replicate.daemon import Daemon, Job, Spool, new_job_id
 from replicate.errors import ValidationError
@@ -21,6 +22,8 @@ from replicate.experiment import Experiment
 from replicate.ids import random_id, short_id
 from replicate.records import ExperimentRecord, now, to_json_value
 from replicate.repository import Repository
+from replicate.resume import ParamsMismatch, Resume
+from replicate.runs import Runs
 
 #: Words that make an argument's name say it holds a secret (its value is recorded redacted).
 SECRET_WORDS = frozenset(
@@ -86,7 +89,9 @@ def python_packages() -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
-def _record(config: Config, params: dict[str, Any], path: str) -> ExperimentRecord:
+def _record(
+    config: Config, params: dict[str, Any], path: str, files: list[tuple[Path, str]]
+) -> ExperimentRecord:
     return ExperimentRecord(
         id=random_id(),
         created=now(),
@@ -98,6 +103,48 @@ def _record(config: Config, params: dict[str, Any], path: str) -> ExperimentReco
         path=path,
         python_version=platform.python_version(),
         python_packages=python_packages(),
+        extra={"code_digest": resuming.code_digest(files)} if files else {},
+    )
+
+
+def _resume(
+    config: Config,
+    daemon: Daemon,
+    spool: Spool,
+    experiment_id: str,
+    params: dict[str, Any] | None,
+    params_mismatch: ParamsMismatch,
+    files: list[tuple[Path, str]],
+    ignore: archive.Ignore,
+    *,
+    heartbeat: bool,
+) -> Experiment:
+    """Continue ``experiment_id``: land what it left, record the resume, restart its beat."""
+    stored = resuming.take(config, spool, daemon, experiment_id)
+    digest = resuming.code_digest(files) if files else None
+    changed = digest is not None and digest != stored.extra.get("code_digest")
+    code_id = random_id() if changed else None  # a changed tree: a new snapshot beside the old
+    record = resuming.resumed_record(stored, params, params_mismatch, digest, code_id, _command())
+    if heartbeat:
+        daemon.start_heartbeat(config.repository, record.id)
+    job = _stage_code(spool, daemon.owner, config, record, files if changed else [], code_id)
+    future = daemon.submit(job)
+    Runs(config.project_dir).started(record.id, config.repository, daemon.owner)
+    after = resuming.last_step(stored)
+    console.info(
+        f"resumed experiment {short_id(record.id)}"
+        + (f" after step {after}" if after is not None else "")
+        + (", with a new snapshot of the changed code" if changed else "")
+    )
+    return Experiment(
+        record,
+        config,
+        daemon,
+        spool,
+        ignore,
+        heartbeat=heartbeat,
+        code_upload=future,
+        last_step=after,
     )
 
 
@@ -120,14 +167,17 @@ def _stage_code(
     config: Config,
     record: ExperimentRecord,
     files: list[tuple[Path, str]],
+    code_id: str | None = None,
 ) -> Job:
-    """Snapshot the code as one tar and persist the experiment's job; nothing left on failure."""
+    """Snapshot the code as one tar and persist the experiment's job; nothing left on failure.
+
+    ``code_id`` names a resume's new code snapshot (default: the experiment's own id).
+    """
     job_id = new_job_id()
     try:
         # one tar, not a copy per file: creating thousands of files is what would cost
-        staged = (
-            archive.snapshot_tar(files, record.id, spool.staging_tar(job_id)) if files else None
-        )
+        tar = spool.staging_tar(job_id)
+        staged = archive.snapshot_tar(files, code_id or record.id, tar) if files else None
         job = Job(
             id=job_id,
             kind="experiment",
@@ -138,6 +188,7 @@ def _stage_code(
             experiment=record,
             files={rel: path.stat().st_size for path, rel in files},
             staged_tar=staged,
+            code_id=code_id,
         )
         spool.commit(job)
     except BaseException:
@@ -153,8 +204,15 @@ def init(
     repository: str | None = None,
     project_dir: str | os.PathLike[str] | None = None,
     disable_heartbeat: bool = False,
+    resume: Resume = None,
+    params_mismatch: ParamsMismatch = "error",
 ) -> Experiment:
     """Start an experiment: record params, the environment and (with ``path``) the code.
+
+    With ``resume``, continue one whose process died instead: True for the latest started
+    from this project that did not stop cleanly (an error if there is none), ``"allow"`` for
+    that or else a new one, or an id prefix (also from another machine). ``REPLICATE_RESUME``
+    does the same. Params must match the stored ones unless ``params_mismatch="update"``.
 
     Raises ConfigError for a bad replicate.yaml, ValidationError for bad params or a ``path``
     outside the project or matching nothing, and StorageError when the repository cannot be
@@ -173,11 +231,33 @@ def init(
     if path is not None:
         rel = archive.relative_path(config.project_dir, path)
         files = archive.collect(config.project_dir, rel, ignore)
-    record = _record(config, clean_params, rel)
+    if params_mismatch not in ("error", "update"):
+        raise ValidationError(
+            f'params_mismatch must be "error" or "update", got {params_mismatch!r}'
+        )
     daemon = Daemon.get()
     daemon.configure(config.settings)
+    resume = config.settings.resume if resume is None else resume
+    if resume:
+        spool = daemon.spool(config.spool_dir)
+        found = resuming.find(config, spool, resume)
+        if found is not None:
+            given = clean_params if params is not None else None
+            return _resume(
+                config,
+                daemon,
+                spool,
+                found,
+                given,
+                params_mismatch,
+                files,
+                ignore,
+                heartbeat=not disable_heartbeat,
+            )
+    record = _record(config, clean_params, rel, files)
     _check_repository(daemon, config.repository, record.id, heartbeat=not disable_heartbeat)
     spool = daemon.spool(config.spool_dir)
+    spool.lock_owner(resuming.experiment_lock(record.id))  # a resume elsewhere is refused
     try:
         job = _stage_code(spool, daemon.owner, config, record, files)
     except BaseException:
@@ -185,6 +265,7 @@ def init(
             daemon.stop_heartbeat(config.repository, record.id)
         raise
     future = daemon.submit(job)
+    Runs(config.project_dir).started(record.id, config.repository, daemon.owner)
     console.info(
         f"created experiment {short_id(record.id)}"
         + (f", saving {len(files)} files of {rel!r}" if files else "")

@@ -205,6 +205,8 @@ class Settings:
     #: Flush snapshots (and the disk repository's files) before returning.
     fsync: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: ``REPLICATE_RESUME``: True (1/true/yes), "allow", or an experiment id prefix
+    resume: bool | str | None = None
 
 
 def _number(convert: Callable[[str], T], accepts: str, example: str) -> Callable[[str, str], T]:
@@ -253,4 +255,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             request_deadline=get("REPLICATE_REQUEST_DEADLINE", _seconds, REQUEST_DEADLINE),
             job_deadline=get("REPLICATE_JOB_DEADLINE", _seconds, JOB_DEADLINE),
         ),
+        resume=get("REPLICATE_RESUME", _resume, None),
     )
+
+
+def _resume(name: str, value: str) -> bool | str:
+    lowered = value.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered == "allow":
+        return "allow"
+    if any(ch not in "0123456789abcdef" for ch in lowered) or len(lowered) > 64:
+        raise ConfigError(
+            f"{name}={value!r} is not valid: it takes an experiment id (or prefix), 1 for the "
+            "latest run that did not stop, or allow"
+        )
+    return lowered

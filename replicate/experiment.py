@@ -9,7 +9,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from replicate import archive, console
 from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
@@ -23,6 +23,10 @@ from replicate.records import (
     PrimaryMetric,
     now,
 )
+from replicate.runs import Runs
+
+if TYPE_CHECKING:
+    from replicate.read.views import CheckpointView, ExperimentView
 
 
 def check_step(step: Any) -> int | None:
@@ -73,6 +77,7 @@ class Experiment:
         ignore: archive.Ignore,
         heartbeat: bool,
         code_upload: Future[Landed] | None = None,
+        last_step: int | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -80,7 +85,7 @@ class Experiment:
         self._spool = spool
         self._ignore = ignore
         self._heartbeat = heartbeat
-        self._steps = _Steps()
+        self._steps = _Steps(last_step)  # a resumed experiment goes on from its last step
         self._lock = threading.Lock()
         self._checkpoints: list[Checkpoint] = []
         self._futures: list[tuple[str, Future[Landed]]] = []
@@ -301,6 +306,8 @@ class Experiment:
             return
         finished = self.wait(timeout)
         self._stopped = True
+        Runs(self.config.project_dir).stopped(self.id)  # reached stop(): nothing to resume
+        self._spool.release_owner(f"experiment-{self.id}", forget=True)
         if self._heartbeat:
             try:
                 self._daemon.stop_heartbeat(self.config.repository, self.id)
@@ -320,6 +327,22 @@ class Experiment:
             console.warn(message)
             if raise_on_error:
                 raise UploadFailed(message, failures)
+
+    def stored(self) -> ExperimentView:
+        """This experiment as stored in the repository now (with what is still queued here)."""
+        from replicate.read import experiments
+
+        return experiments.get(
+            self.id, repository=self.config.repository, project_dir=self.config.project_dir
+        )
+
+    def latest(self) -> CheckpointView | None:
+        """The latest stored checkpoint: what a resumed run restarts from."""
+        return self.stored().latest()
+
+    def best(self) -> CheckpointView | None:
+        """The best stored checkpoint by its primary metric."""
+        return self.stored().best()
 
     def is_running(self) -> bool:
         return not self._stopped

@@ -16,6 +16,7 @@ from replicate.read.format import (
     format_duration,
     format_value,
 )
+from replicate.read.history import Segment, segments
 from replicate.read.source import Match, Source, resolve, view_of
 from replicate.read.views import CheckpointView, ExperimentView
 from replicate.records import now
@@ -38,6 +39,21 @@ def _experiment_fields(experiment: ExperimentView) -> list[tuple[str, str]]:
     ]
 
 
+def _segment_row(index: int, run: Segment) -> tuple[str, str]:
+    what = "resumed" if run.resumed else "started"
+    if run.first_step is None:
+        steps = "no checkpoints"
+    elif run.first_step == run.last_step:
+        steps = f"step {run.first_step}"
+    else:
+        steps = f"steps {run.first_step}-{run.last_step}"
+    code = f", new code snapshot {run.code[:7]}" if run.code else ""
+    return (
+        f"{index + 1}",
+        f"{what} {run.started:%Y-%m-%d %H:%M:%S} UTC on {run.host or '?'}: {steps}{code}",
+    )
+
+
 def _params(console: Console, experiment: ExperimentView) -> None:
     _render.section(console, "Params")
     if experiment.params:
@@ -51,6 +67,10 @@ def show_experiment(console: Console, experiment: ExperimentView, *, show_all: b
     console.print()
     _render.fields(console, _experiment_fields(experiment))
     _params(console, experiment)
+    runs = segments(experiment.record)
+    if len(runs) > 1:
+        _render.section(console, "Runs")
+        _render.fields(console, [_segment_row(i, run) for i, run in enumerate(runs)])
     _render.section(console, "System")
     packages = experiment.python_packages
     rows = [

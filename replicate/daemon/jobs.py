@@ -34,6 +34,9 @@ class Job:
     files: dict[str, int] = field(default_factory=dict)
     #: size of the snapshot when it is staged as one tar (``staged_tar_path``), not as files
     staged_tar: int | None = None
+    #: experiment jobs: the id the code tarball is stored under (a resume's new snapshot);
+    #: None means the experiment's own id
+    code_id: str | None = None
 
     @property
     def files_dir(self) -> Path:
@@ -72,6 +75,7 @@ class Job:
             "checkpoint": self.checkpoint.to_dict() if self.checkpoint else None,
             "files": self.files,
             "staged_tar": self.staged_tar,
+            "code_id": self.code_id,
         }
         return body
 
@@ -92,4 +96,5 @@ class Job:
             else None,
             files={str(k): int(v) for k, v in body["files"].items()},
             staged_tar=body.get("staged_tar"),
+            code_id=body.get("code_id"),
         )

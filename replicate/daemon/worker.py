@@ -185,7 +185,8 @@ class Worker:
         if job.kind == "experiment":
             await repository.check_version(create=True)
             if job.files:
-                size, digest = await self._upload(job, "experiments", job.experiment_id)
+                code_id = job.code_id or job.experiment_id
+                size, digest = await self._upload(job, "experiments", code_id)
             assert state.record is not None
             # data before metadata: the JSON is the commit point (merged with what is stored:
             # a retried job may find its JSON written already, maybe with checkpoints)
@@ -288,8 +289,10 @@ class Worker:
             # Merge into what is stored now, not into what this process last wrote: `rm`,
             # `gc` or another writer may have changed it since, and their changes stand.
             stored = await self._stored(repository, job)
-            base = state.record if stored is None else stored
-            known = {c.id: c for c in base.checkpoints}
+            # an experiment job writes its own header (a resume adds to its history); a
+            # checkpoint job keeps the stored one
+            base = state.record if stored is None or job.kind == "experiment" else stored
+            known = {c.id: c for c in (stored or base).checkpoints}
             for c in batch:
                 known[c.id] = c
             ordered = sorted(known.values(), key=lambda c: c.created)

@@ -48,6 +48,7 @@ def weight(job: Job) -> int:
 def drain(
     config: Config,
     *,
+    experiment_id: str | None = None,
     timeout: float | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -55,35 +56,40 @@ def drain(
     """Upload everything queued in the project's spool; return what happened.
 
     ``on_start(jobs, total_weight)`` is called once, ``on_progress(done_weight)`` as jobs land.
+    With ``experiment_id``, only that experiment's jobs (what a resume lands first).
     """
     spool = Spool(config.spool_dir)
-    result = DrainResult(jobs=spool.jobs())
+
+    def mine(job: Job) -> bool:
+        return experiment_id is None or job.experiment_id == experiment_id
+
+    result = DrainResult(jobs=[j for j in spool.jobs() if mine(j)])
     if not result.jobs:
         return result
     daemon = Daemon.get()
     daemon.configure(config.settings)
     deadline = None if timeout is None else time.monotonic() + timeout
-    mine: dict[str, tuple[Job, Future[Landed]]] = {}
+    taking: dict[str, tuple[Job, Future[Landed]]] = {}
     taken: set[str] = set()
     total = sum(weight(j) for j in result.jobs)
     if on_start is not None:
         on_start(len(result.jobs), total)
     while True:
-        states = spool.states()
+        states = [s for s in spool.states() if mine(s.job)]
         for state in states:
             job = state.job
-            if job.id in mine or job.id in result.failed:
+            if job.id in taking or job.id in result.failed:
                 continue
             if job.owner in taken or spool.lock_owner(job.owner):
                 taken.add(job.owner)
                 spool.clear_error(job)
-                mine[job.id] = (job, daemon.submit(job))
+                taking[job.id] = (job, daemon.submit(job))
             elif state.status == "failed":  # a live owner has given up on it
                 result.failed[job.id] = (job, state.error.message if state.error else "failed")
-        for job_id, (job, future) in list(mine.items()):
+        for job_id, (job, future) in list(taking.items()):
             if future.done() and isinstance(future.exception(), JobFailed):
                 result.failed[job_id] = (job, str(future.exception()))
-                del mine[job_id]
+                del taking[job_id]
         left = [s.job for s in states if s.job.id not in result.failed]
         if on_progress is not None:
             on_progress(total - sum(weight(j) for j in left))

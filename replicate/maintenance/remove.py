@@ -21,7 +21,8 @@ from replicate.errors import (
     ValidationError,
     collapse,
 )
-from replicate.ids import resolve_prefix, short_id
+from replicate.ids import is_id, resolve_prefix, short_id
+from replicate.read.history import segments
 from replicate.read.source import Match, candidates, describe_match, load_snapshot
 from replicate.records import (
     CheckpointRecord,
@@ -105,6 +106,9 @@ async def delete_all(
         await delete(heartbeat_key(record.id))
         async with anyio.create_task_group() as tg:
             tg.start_soon(delete, archive_key("experiments", record.id))
+            for run in segments(record):  # code snapshots taken by resumes
+                if run.code is not None and is_id(run.code):
+                    tg.start_soon(delete, archive_key("experiments", run.code))
             for checkpoint in record.checkpoints:
                 tg.start_soon(delete, archive_key("checkpoints", checkpoint.id))
 
