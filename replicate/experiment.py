@@ -15,7 +15,7 @@ from replicate import archive, console
 from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
-from replicate.errors import DaemonError, UploadFailed, ValidationError
+from replicate.errors import DaemonError, DoesNotExist, UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.records import (
     CheckpointRecord,
@@ -337,12 +337,18 @@ class Experiment:
         )
 
     def latest(self) -> CheckpointView | None:
-        """The latest stored checkpoint: what a resumed run restarts from."""
-        return self.stored().latest()
+        """The latest stored checkpoint (what a resumed run restarts from), or None."""
+        try:
+            return self.stored().latest()
+        except DoesNotExist:  # a new experiment whose own upload has not landed yet
+            return None
 
     def best(self) -> CheckpointView | None:
-        """The best stored checkpoint by its primary metric."""
-        return self.stored().best()
+        """The best stored checkpoint by its primary metric, or None."""
+        try:
+            return self.stored().best()
+        except DoesNotExist:
+            return None
 
     def is_running(self) -> bool:
         return not self._stopped
