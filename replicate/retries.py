@@ -53,10 +53,25 @@ class RetryPolicy:
     request_deadline: float = REQUEST_DEADLINE
     job_deadline: float = JOB_DEADLINE
 
-    async def request(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds one attempt may take to connect (never more than the request's deadline)."""
+        return min(CONNECT_TIMEOUT, max(self.request_deadline, 0.1))
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds of silence one attempt allows while reading (at most the deadline)."""
+        return min(READ_TIMEOUT, max(self.request_deadline, 0.1))
+
+    @property
+    def bound(self) -> float:
+        """The most a request can take: its deadline, plus the attempt running then."""
+        return self.request_deadline + self.read_timeout + self.connect_timeout
+
+    async def request(self, operation: Callable[[], Awaitable[T]], endpoint: str) -> T:
         """Run one request, retrying transient errors until it succeeds or the deadline passes.
 
-        ``what`` names the request and its endpoint in the error raised on timeout.
+        The error it gives up with names ``endpoint``, where the requests went.
         """
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientStorageError),
@@ -66,13 +81,19 @@ class RetryPolicy:
             reraise=True,
         )
         try:
-            with anyio.fail_after(self.request_deadline + READ_TIMEOUT):
+            with anyio.fail_after(self.bound):
                 return await retrying(operation)
         except TimeoutError:
             raise TransientStorageError(
-                f"{what}: no answer within {self.request_deadline + READ_TIMEOUT:.0f} s "
+                f"no answer from {endpoint} within {self.bound:.0f} s "
                 "(is the endpoint right and reachable?)"
             ) from None
+        except TransientStorageError as exc:
+            if endpoint in str(exc):
+                raise
+            raise TransientStorageError(
+                f"{exc} (endpoint {endpoint}; gave up after {self.request_deadline:.0f} s)"
+            ) from exc
 
     def job(self) -> AsyncRetrying:
         """The retry loop of a whole job: transient JobFailed errors, until the job deadline."""

@@ -170,7 +170,7 @@ class BucketStorage(abc.ABC):
 
     async def _retry(self, operation: Callable[[], Awaitable[T]]) -> T:
         """One request under the retry policy; a timeout names the endpoint."""
-        return await self.policy.request(operation, f"{self.url} at {self.endpoint}")
+        return await self.policy.request(operation, self.endpoint)
 
     async def _object_op(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run an object operation; a 404 from a missing bucket becomes BucketNotFound."""

@@ -24,7 +24,7 @@ from replicate.errors import (
     TransientStorageError,
     collapse,
 )
-from replicate.retries import CONNECT_TIMEOUT, READ_TIMEOUT, RetryPolicy
+from replicate.retries import RetryPolicy
 from replicate.storage import _common
 from replicate.storage.base import PART_SIZE
 
@@ -34,12 +34,6 @@ _PRODUCTION_ROOT = "https://storage.googleapis.com"
 #: Resumable chunks must be multiples of 256 KiB.
 _CHUNK_QUANTUM = 256 * 1024
 #: Metadata calls and small objects, in seconds.
-_SHORT_TIMEOUT = int(READ_TIMEOUT)
-_SHORT = aiohttp.ClientTimeout(total=_SHORT_TIMEOUT)
-#: Between bytes of a large transfer; the total is unbounded.
-_TRANSFER_TIMEOUT = aiohttp.ClientTimeout(
-    total=None, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
-)
 
 
 @contextlib.contextmanager
@@ -127,10 +121,26 @@ class GCSStorage(_common.BucketStorage):
     def endpoint(self) -> str:
         return self._api_root
 
+    @property
+    def _short_seconds(self) -> int:
+        """Whole seconds a metadata request may take (gcloud-aio takes an int)."""
+        return max(1, round(self.policy.read_timeout + self.policy.connect_timeout))
+
+    @property
+    def _short(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(total=self._short_seconds)
+
+    @property
+    def _transfer(self) -> aiohttp.ClientTimeout:
+        """No total bound for a transfer, but a bound on connecting and on each silence."""
+        return aiohttp.ClientTimeout(
+            total=None, sock_connect=self.policy.connect_timeout, sock_read=self.policy.read_timeout
+        )
+
     async def __aenter__(self) -> Self:
         # Opened inside the loop that uses it: aiohttp sessions are loop-bound.
         self._session = aiohttp.ClientSession(
-            timeout=_TRANSFER_TIMEOUT,
+            timeout=self._transfer,
             connector=aiohttp.TCPConnector(limit=64),
         )
         # The token reads credential files on construction: build it off the loop. With an
@@ -184,11 +194,11 @@ class GCSStorage(_common.BucketStorage):
 
     async def _head_bucket(self) -> None:
         with map_gcs_errors(self.bucket, bucket_level=True):
-            await self.client.get_bucket_metadata(self.bucket, timeout=_SHORT_TIMEOUT)
+            await self.client.get_bucket_metadata(self.bucket, timeout=self._short_seconds)
 
     async def _get_object(self, name: str) -> bytes:
         with map_gcs_errors(self.bucket, name):
-            data: bytes = await self.client.download(self.bucket, name, timeout=_SHORT_TIMEOUT)
+            data: bytes = await self.client.download(self.bucket, name, timeout=self._short_seconds)
             return data
 
     async def _get_range(self, name: str, start: int, length: int) -> bytes:
@@ -216,7 +226,7 @@ class GCSStorage(_common.BucketStorage):
                 params["ifGenerationMatch"] = generation
         with map_gcs_errors(self.bucket, name):
             response = await self.session.get(
-                self._object_url(name), params=params, headers=headers, timeout=_TRANSFER_TIMEOUT
+                self._object_url(name), params=params, headers=headers, timeout=self._transfer
             )
             if offset and response.status == 416:
                 response.release()
@@ -293,7 +303,7 @@ class GCSStorage(_common.BucketStorage):
         """Cancel a resumable upload (best effort: GCS would expire it after a week anyway)."""
         headers = await self._headers()
         with contextlib.suppress(StorageError), map_gcs_errors(self.bucket, name):
-            async with self.session.delete(uri, headers=headers, timeout=_SHORT):
+            async with self.session.delete(uri, headers=headers, timeout=self._short):
                 pass
 
     async def _send_chunk(self, uri: str, name: str, data: bytes, offset: int, last: bool) -> None:
@@ -318,7 +328,7 @@ class GCSStorage(_common.BucketStorage):
                             data=body,
                             headers=headers,
                             allow_redirects=False,
-                            timeout=_TRANSFER_TIMEOUT,
+                            timeout=self._transfer,
                         ) as response:
                             if response.status in (200, 201):
                                 state["sent"] = end
@@ -348,7 +358,7 @@ class GCSStorage(_common.BucketStorage):
         headers["Content-Range"] = "bytes */*"
         with contextlib.suppress(StorageError), map_gcs_errors(self.bucket, name):
             async with self.session.put(
-                uri, headers=headers, allow_redirects=False, timeout=_SHORT
+                uri, headers=headers, allow_redirects=False, timeout=self._short
             ) as response:
                 if response.status == 308:
                     state["sent"] = max(state["sent"], _persisted(response, default=0))
@@ -356,7 +366,7 @@ class GCSStorage(_common.BucketStorage):
     async def _object_size(self, name: str) -> int:
         with map_gcs_errors(self.bucket, name):
             metadata = await self.client.download_metadata(
-                self.bucket, name, timeout=_SHORT_TIMEOUT
+                self.bucket, name, timeout=self._short_seconds
             )
             return int(metadata["size"])
 
@@ -367,13 +377,13 @@ class GCSStorage(_common.BucketStorage):
             params["pageToken"] = token
         with map_gcs_errors(self.bucket, prefix, bucket_level=True):
             response: dict[str, Any] = await self.client.list_objects(
-                self.bucket, params=params, timeout=_SHORT_TIMEOUT
+                self.bucket, params=params, timeout=self._short_seconds
             )
         return [o["name"] for o in response.get("items", [])], response.get("nextPageToken") or None
 
     async def _delete_object(self, name: str) -> None:
         with map_gcs_errors(self.bucket, name):
-            await self.client.delete(self.bucket, name, timeout=_SHORT_TIMEOUT)
+            await self.client.delete(self.bucket, name, timeout=self._short_seconds)
 
 
 def _persisted(response: aiohttp.ClientResponse, *, default: int) -> int:

@@ -22,7 +22,7 @@ from replicate.errors import (
     TransientStorageError,
     collapse,
 )
-from replicate.retries import CONNECT_TIMEOUT, READ_TIMEOUT, RetryPolicy
+from replicate.retries import RetryPolicy
 from replicate.storage import _common
 from replicate.storage.base import PARTS_IN_FLIGHT
 
@@ -166,8 +166,8 @@ class S3Storage(_common.BucketStorage):
             signature_version="s3v4",
             # No retries inside botocore: replicate.retries is the one policy.
             retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
+            connect_timeout=self.policy.connect_timeout,
+            read_timeout=self.policy.read_timeout,
             max_pool_connections=32,
             s3={"addressing_style": "path"} if endpoint else None,
         )
@@ -189,8 +189,8 @@ class S3Storage(_common.BucketStorage):
         """Ask AWS where the bucket lives (``x-amz-bucket-region``); us-east-1 if it won't say."""
         config = AioConfig(
             retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
+            connect_timeout=self.policy.connect_timeout,
+            read_timeout=self.policy.read_timeout,
         )
         async with get_session().create_client("s3", region_name="us-east-1", config=config) as c:
             try:
