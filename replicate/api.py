@@ -127,7 +127,8 @@ def _resume(
     record = resuming.resumed_record(stored, params, params_mismatch, digest, code_id, _command())
     if heartbeat:
         daemon.start_heartbeat(config.repository, record.id)
-    job = _stage_code(spool, daemon.owner, config, record, files if changed else [], code_id)
+    header = record.with_checkpoints(())  # the worker merges with the stored checkpoints
+    job = _stage_code(spool, daemon.owner, config, header, files if changed else [], code_id)
     future = daemon.submit(job)
     Runs(config.project_dir).started(record.id, config.repository, daemon.owner)
     after = resuming.last_step(stored)
