@@ -15,7 +15,13 @@ from replicate import archive, console
 from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
-from replicate.errors import DaemonError, DoesNotExist, UploadFailed, ValidationError
+from replicate.errors import (
+    DaemonClosed,
+    DaemonError,
+    DoesNotExist,
+    UploadFailed,
+    ValidationError,
+)
 from replicate.ids import random_id, short_id
 from replicate.records import (
     CheckpointRecord,
@@ -111,6 +117,11 @@ class Experiment:
         return list(self._checkpoints)
 
     def _check_open(self) -> None:
+        if os.getpid() != self._daemon.pid:  # a forked child (a DataLoader worker?)
+            raise DaemonClosed(
+                "replicate cannot be used from a forked child process (a DataLoader worker?): "
+                "call checkpoint() from the main process"
+            )
         if self._stopped:
             raise ValidationError(
                 f"experiment {self.short_id} is stopped: call replicate.init() for a new one"

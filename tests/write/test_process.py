@@ -294,7 +294,7 @@ class TestSpoolTrouble:
         result = helpers.run_script(project, code)
         assert result.returncode == 0, result.stderr
         assert "returned True True" in result.stdout
-        assert "could not queue checkpoint" in result.stderr
+        assert "was NOT saved: could not queue it in" in result.stderr
         assert "small landed True" in result.stdout
         record = helpers.experiment(url, result.stdout.split()[-1])
         assert [c.metrics["loss"] for c in record.checkpoints] == [0.5]
