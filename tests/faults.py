@@ -9,11 +9,14 @@ it (and has uses left) decides its fate, and a request no rule takes passes thro
 - ``Delay(seconds)``: wait, then pass through (latency).
 - ``Reset(after=n)``: forward the head and ``n`` body bytes, then reset both connections
   (``n = 0``: nothing reaches the server).
+- ``Truncate(after=n)``: the server gets the first ``n`` body bytes as a whole request (as if
+  it kept what arrived before the connection broke); the client's connection is reset.
 - ``Pause(after=n)``: forward ``n`` body bytes, then hold the request until ``rule.release()``.
 - ``Reply(...)``: answer without asking the server (``s3_slow_down()``, ``gcs_unavailable()``).
 - ``Stall()``: read the whole request and never answer.
 
-Each rule counts its uses and sets ``rule.fired`` (a ``threading.Event``) when its fault takes
+A rule's fault may also be a function of the request that returns one, decided when the
+request arrives. Each rule counts its uses and sets ``rule.fired`` (a ``threading.Event``) when its fault takes
 effect, so a test synchronises on what the server side saw (``rule.wait()``), never on a
 guessed speed. ``proxy.hold()`` keeps every new request waiting until ``proxy.let_through()``
 (for example while the server behind it restarts). Requests are framed by Content-Length or
@@ -29,7 +32,7 @@ import itertools
 import socket
 import struct
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -93,6 +96,14 @@ class Reset:
 
 
 @dataclass(frozen=True)
+class Truncate:
+    """Send the server the head and ``after`` body bytes as a complete request (Content-Length
+    and a Content-Range's end cut to match), read its answer, then reset the client."""
+
+    after: int
+
+
+@dataclass(frozen=True)
 class Pause:
     """Forward the head and ``after`` body bytes, then hold until the rule is released."""
 
@@ -107,13 +118,15 @@ class Reply:
     reason: str
     body: bytes = b""
     content_type: str = "text/plain"
+    headers: tuple[tuple[str, str], ...] = ()
 
     def encode(self) -> bytes:
+        extra = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
         head = (
             f"HTTP/1.1 {self.status} {self.reason}\r\n"
             f"Content-Type: {self.content_type}\r\n"
             f"Content-Length: {len(self.body)}\r\n"
-            "Connection: close\r\n\r\n"
+            f"{extra}Connection: close\r\n\r\n"
         )
         return head.encode("latin-1") + self.body
 
@@ -123,7 +136,7 @@ class Stall:
     """Read the whole request and never answer."""
 
 
-Fault = Pass | Delay | Reset | Pause | Reply | Stall
+Fault = Pass | Delay | Reset | Truncate | Pause | Reply | Stall
 
 
 def s3_slow_down() -> Reply:
@@ -151,7 +164,7 @@ def body_at_least(n: int) -> Callable[[Request], bool]:
 class Rule:
     """One fault for the first ``times`` requests that ``match`` accepts (None: every one)."""
 
-    fault: Fault
+    fault: Fault | Callable[[Request], Fault]
     match: Callable[[Request], bool]
     times: int | None
     _loop: asyncio.AbstractEventLoop
@@ -228,7 +241,7 @@ class FaultProxy:
 
     def add(
         self,
-        fault: Fault,
+        fault: Fault | Callable[[Request], Fault],
         *,
         match: Callable[[Request], bool] | None = None,
         times: int | None = 1,
@@ -274,13 +287,15 @@ class FaultProxy:
         for _ in range(3):  # let the closed transports' connection_lost callbacks run
             await asyncio.sleep(0)
 
-    def _choose(self, request: Request) -> Rule | None:
+    def _choose(self, request: Request) -> tuple[Rule | None, Fault]:
+        """The rule that takes ``request`` and its fault; (None, Pass()) if none does."""
         for rule in self._rules:
             if rule._takes(request):
                 rule.requests.append(request)
-                request.fault = type(rule.fault).__name__
-                return rule
-        return None
+                fault = rule.fault(request) if callable(rule.fault) else rule.fault
+                request.fault = type(fault).__name__
+                return rule, fault
+        return None, Pass()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -322,13 +337,12 @@ class _Connection:
                 self.proxy.requests.append(request)
                 self.proxy._arrived.notify_all()
             await self.proxy._open.wait()
-            rule = self.proxy._choose(request)
-            if not await self._handle(head, request, rule):
+            rule, fault = self.proxy._choose(request)
+            if not await self._handle(head, request, rule, fault):
                 return
 
-    async def _handle(self, head: bytes, request: Request, rule: Rule | None) -> bool:
-        """Apply ``rule`` (or pass); False once the connection is finished."""
-        fault = rule.fault if rule is not None else Pass()
+    async def _handle(self, head: bytes, request: Request, rule: Rule | None, fault: Fault) -> bool:
+        """Apply ``rule``'s ``fault`` (or pass); False once the connection is finished."""
         if isinstance(fault, Delay):
             await asyncio.sleep(fault.seconds)  # the fault itself: latency, not a wait
         if rule is not None and isinstance(fault, Reply | Stall):
@@ -342,8 +356,13 @@ class _Connection:
             self.writer.write(fault.encode())
             await self.writer.drain()
             return False
+        if rule is not None and isinstance(fault, Truncate):
+            await self._truncate(head, request, fault.after)
+            rule.fired.set()
+            _reset(self.writer)
+            return False
         cut = fault.after if isinstance(fault, Pass | Reset | Pause) else None
-        if rule is not None and cut == 0 and not await self._at_cut(rule):
+        if rule is not None and cut == 0 and not await self._at_cut(rule, fault):
             return False
         upstream = await self._connect()
         if upstream is None:
@@ -360,7 +379,7 @@ class _Connection:
                 upstream.write(piece[:split])
                 request.body_passed = cut
                 await upstream.drain()
-                if not await self._at_cut(rule):
+                if not await self._at_cut(rule, fault):
                     return False
                 piece = piece[split:]
             upstream.write(piece)
@@ -370,18 +389,41 @@ class _Connection:
             rule.fired.set()
         return True
 
-    async def _at_cut(self, rule: Rule) -> bool:
+    async def _at_cut(self, rule: Rule, fault: Fault) -> bool:
         """The fault point of Pass, Reset and Pause; False if the connection is finished."""
-        if isinstance(rule.fault, Reset):
+        if isinstance(fault, Reset):
             rule.fired.set()
             _reset(self.writer)
             if self.upstream is not None:
                 _reset(self.upstream)
             return False
         rule.fired.set()
-        if isinstance(rule.fault, Pause):
+        if isinstance(fault, Pause):
             await rule._released.wait()
         return True
+
+    async def _truncate(self, head: bytes, request: Request, after: int) -> None:
+        """Deliver the head and ``after`` body bytes as one whole request, on a connection of
+        its own, and read the server's answer to its end."""
+        if request.body_length is None or request.body_length < after:
+            raise ValueError("Truncate needs a Content-Length body of at least `after` bytes")
+        body = bytearray()
+        async with contextlib.aclosing(_body(self.reader, request)) as pieces:
+            async for piece in pieces:
+                body += piece
+                if len(body) >= after:
+                    break
+        request.body_passed = after
+        if self.proxy.upstream is None:
+            return
+        parts = urlsplit(self.proxy.upstream)
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            writer.write(_cut_head(head, request, after) + bytes(body[:after]))
+            answer = _parse(await reader.readuntil(b"\r\n\r\n"), -1, 0)
+            await reader.readexactly(answer.body_length or 0)
+        finally:
+            writer.close()
 
     async def _connect(self) -> asyncio.StreamWriter | None:
         if self.upstream is not None and not self.upstream.is_closing():
@@ -431,7 +473,22 @@ def _parse(head: bytes, connection: int, index: int) -> Request:
     return Request(connection, index, method, target, headers)
 
 
-async def _body(reader: asyncio.StreamReader, request: Request) -> AsyncIterator[bytes]:
+def _cut_head(head: bytes, request: Request, after: int) -> bytes:
+    """``head`` with Content-Length ``after``, and a Content-Range that ends to match."""
+    lines = head.decode("latin-1").split("\r\n")
+    for i, line in enumerate(lines):
+        name = line.partition(":")[0].strip().lower()
+        if name == "content-length":
+            lines[i] = f"Content-Length: {after}"
+        elif name == "content-range":
+            unit, _, spec = request.headers["content-range"].partition(" ")
+            span, _, total = spec.partition("/")
+            start = int(span.partition("-")[0])
+            lines[i] = f"Content-Range: {unit} {start}-{start + after - 1}/{total}"
+    return "\r\n".join(lines).encode("latin-1")
+
+
+async def _body(reader: asyncio.StreamReader, request: Request) -> AsyncGenerator[bytes]:
     """Yield the request body as it arrives, framing included (chunked) or not."""
     if request.chunked:
         while True:
