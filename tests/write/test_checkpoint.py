@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -208,22 +211,68 @@ class TestHeartbeat:
         assert not helpers.heartbeat_exists(repo_url, experiment.id)
 
 
+FLUSH_RECORDER = """
+import json, os, sys, replicate
+
+flushes = []  # (call, path) in call order, from any thread
+
+
+def recording(real):
+    def flush(fd):
+        flushes.append((real.__name__, os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+
+    return flush
+
+
+os.fsync, os.fdatasync = recording(os.fsync), recording(os.fdatasync)
+experiment = replicate.init(path="train.py", repository=sys.argv[1])
+with open("model.pth", "wb") as f:
+    f.write(b"flushed weights")
+before = len(flushes)
+checkpoint = experiment.checkpoint(path="model.pth")
+during = flushes[before:]
+experiment.stop()
+print(json.dumps({"id": checkpoint.id, "during": during}))
+"""
+
+
 class TestFullFsync:
-    def test_opt_in_fsync_still_lands_everything(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    def test_opt_in_fsync_flushes_the_snapshot_before_checkpoint_returns(
+        self, tmp_path: Path
     ) -> None:
-        """With REPLICATE_FSYNC=1 the snapshot is flushed too; checkpoints land the same."""
-        monkeypatch.setenv("REPLICATE_FSYNC", "1")
+        """With REPLICATE_FSYNC=1 checkpoint() fsyncs the staged copy before its journal line."""
         project = make_project(tmp_path)
         url = (tmp_path / "r").as_uri()
-        experiment = replicate.init(path=".", repository=url, project_dir=project)
-        assert experiment._spool.fsync_data
-        (project / "model.pth").write_bytes(b"flushed weights")
-        checkpoint = experiment.checkpoint(path="model.pth")
-        experiment.stop()
-        assert checkpoint.wait(0)
-        members = helpers.tar_members(url, "checkpoints", checkpoint.id)
-        assert members == {f"{checkpoint.id}/model.pth": b"flushed weights"}
+        (project / "record.py").write_text(FLUSH_RECORDER)
+        result = subprocess.run(
+            [sys.executable, "record.py", url],
+            cwd=project,
+            env={**os.environ, "REPLICATE_FSYNC": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        spool = project / ".replicate" / "spool"
+        staged = [
+            i
+            for i, (call, path) in enumerate(out["during"])
+            if call == "fsync" and Path(path).parent.parent == spool / "data"
+            and Path(path).name == "model.pth"
+        ]  # fmt: skip
+        journal = [
+            i
+            for i, (call, path) in enumerate(out["during"])
+            if call == "fdatasync" and Path(path).parent == spool / "journal"
+        ]
+        assert staged, f"the staged snapshot was not flushed: {out['during']}"
+        assert journal, f"the journal line was not flushed: {out['during']}"
+        assert max(staged) < min(journal), "the snapshot must reach disk before the job exists"
+        members = helpers.tar_members(url, "checkpoints", out["id"])
+        assert members == {f"{out['id']}/model.pth": b"flushed weights"}
 
 
 class TestJournal:
