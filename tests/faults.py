@@ -306,6 +306,8 @@ class FaultProxy:
             await connection.run()
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             _reset(writer)
+        except asyncio.CancelledError:
+            pass  # the proxy is closing; asyncio's stream callback logs a cancelled task
         finally:
             await connection.close()
             self._tasks.discard(task)

@@ -8,13 +8,14 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from faults import FaultProxy, Pause, Request
 from servers import make_gcs_bucket, make_s3_bucket, start_seaweedfs
 
 from replicate.daemon.spool import Spool
+from replicate.storage.base import PART_SIZE
 from write import helpers
 
 pytestmark = pytest.mark.slow
@@ -42,6 +43,15 @@ def project_for(tmp_path: Path, url: str) -> Path:
     project.mkdir()
     (project / "replicate.yaml").write_text(f"repository: {url}\n")
     return project
+
+
+def checkpoint_upload(request: Request) -> bool:
+    """An S3 PUT of a checkpoint's tarball (whole, or a part of it) of at least 1 MiB."""
+    return (
+        request.method == "PUT"
+        and "/checkpoints/" in request.path
+        and (request.body_length or 0) > MiB
+    )
 
 
 def assert_landed(url: str, experiment_id: str, checkpoint_ids: list[str], size: int) -> None:
@@ -90,21 +100,27 @@ class TestKilledTraining:
         assert not helpers.heartbeat_exists(repo_url, experiment_id)
         assert Spool(project / ".replicate" / "spool").jobs() == []
 
-    def test_exit_timeout_leaves_the_rest_for_wait(self, tmp_path: Path) -> None:
+    @pytest.mark.s3
+    def test_exit_timeout_leaves_the_rest_for_wait(
+        self, s3_bucket: str, s3_endpoint: str, tmp_path: Path
+    ) -> None:
         """REPLICATE_EXIT_TIMEOUT=0 leaves pending uploads queued, says how to finish, and `wait` does."""
-        url = (tmp_path / "repo").as_uri()
+        url = f"s3://{s3_bucket}/repo"
         project = project_for(tmp_path, url)
-        size = 48 * MiB  # several tenths of a second of packing: still pending at exit
-        result = helpers.run_script(
-            project,
-            TRAIN.format(steps=3, size=size, after=""),
-            env={"REPLICATE_EXIT_TIMEOUT": "0"},
-        )
+        size = MiB
+        with FaultProxy(s3_endpoint) as proxy:
+            proxy.add(Pause(), match=checkpoint_upload, times=None)  # never released: all pending
+            result = helpers.run_script(
+                project,
+                TRAIN.format(steps=3, size=size, after=""),
+                env={"REPLICATE_EXIT_TIMEOUT": "0", "AWS_ENDPOINT_URL_S3": proxy.url},
+            )
         assert result.returncode == 0, result.stderr
+        assert "REPLICATE_EXIT_TIMEOUT reached" in result.stderr
         assert "replicate wait" in result.stderr
         experiment_id, *checkpoint_ids = result.stdout.split()
         assert json.loads(helpers.cli(project, "queue", "--json").stdout)
-        waited = helpers.cli(project, "wait")
+        waited = helpers.cli(project, "wait")  # straight to the server
         assert waited.returncode == 0, waited.stderr
         assert_landed(url, experiment_id, checkpoint_ids, size)
 
@@ -114,31 +130,38 @@ class TestStorageTrouble:
         """Uploads interrupted by a storage restart are retried and land."""
         data, log = tmp_path / "weed", tmp_path / "weed.log"
         server = start_seaweedfs(data, log)
+        proxy = FaultProxy(server.url).start()
         try:
             make_s3_bucket(server.url, "restart")
             project = project_for(tmp_path, "s3://restart/repo")
-            script = TRAIN.format(
-                steps=2, size=32 * MiB, after="experiment.stop(raise_on_error=True)"
-            )
+            size = 2 * PART_SIZE  # a multipart upload
+            script = TRAIN.format(steps=2, size=size, after="experiment.stop(raise_on_error=True)")
             (project / "train.py").write_text(script)
-            env = {**os.environ, "AWS_ENDPOINT_URL_S3": server.url}
+            part = proxy.add(
+                Pause(after=PART_SIZE // 2),
+                match=lambda r: r.method == "PUT" and "partNumber" in r.query,
+            )
+            env = {**os.environ, "AWS_ENDPOINT_URL_S3": proxy.url}
             process = subprocess.Popen(
                 [sys.executable, "train.py"], cwd=project, env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            assert process.stdout is not None
-            lines = [process.stdout.readline() for _ in range(3)]
-            server.process.kill()  # mid-upload: 64 MiB at ~100 MB/s
+            held = part.wait()
+            assert held.body_passed == PART_SIZE // 2 < (held.body_length or 0), "mid-upload"
+            proxy.hold()  # nothing reaches the server until it is back
+            server.process.kill()
             server.process.wait()
-            time.sleep(1.0)
             server = start_seaweedfs(data, log, ports=server.ports)  # same ports, same data
+            proxy.let_through()
+            part.release()
             out, err = process.communicate(timeout=240)
             assert process.returncode == 0, err
-            experiment_id, *checkpoint_ids = [line.strip() for line in lines] + out.split()
+            experiment_id, *checkpoint_ids = out.split()
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv("AWS_ENDPOINT_URL_S3", server.url)
-                assert_landed("s3://restart/repo", experiment_id, checkpoint_ids, 32 * MiB)
+                assert_landed("s3://restart/repo", experiment_id, checkpoint_ids, size)
         finally:
+            proxy.close()
             server.stop()
 
     def test_permanent_failure_is_queued_and_never_blocks_training(
@@ -243,24 +266,28 @@ class TestDamagedSpool:
 class TestCtrlCAtExit:
     @pytest.mark.s3
     def test_ctrl_c_during_the_exit_drain_leaves_the_rest_for_wait(
-        self, s3_bucket: str, tmp_path: Path
+        self, s3_bucket: str, s3_endpoint: str, tmp_path: Path
     ) -> None:
         """Ctrl-C while the ended script is still uploading leaves the rest queued and says how to finish."""
-        url = f"s3://{s3_bucket}/repo"  # ~100 MB/s here: the drain lasts long enough to interrupt
+        url = f"s3://{s3_bucket}/repo"
         project = project_for(tmp_path, url)
-        size = 64 * MiB
+        size = 2 * MiB
         (project / "train.py").write_text(TRAIN.format(steps=3, size=size, after=""))
-        process = subprocess.Popen(
-            [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert process.stderr is not None
-        seen = []
-        for line in process.stderr:
-            seen.append(line)
-            if "still saving" in line:
-                process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=120)
+        with FaultProxy(s3_endpoint) as proxy:
+            # the drain cannot finish: a checkpoint upload is held halfway until the proxy closes
+            proxy.add(Pause(after=MiB), match=checkpoint_upload, times=None)
+            process = subprocess.Popen(
+                [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True,
+                env={**os.environ, "AWS_ENDPOINT_URL_S3": proxy.url},
+            )  # fmt: skip
+            assert process.stderr is not None
+            seen = []
+            for line in process.stderr:  # a pipe line from the child, not a guess
+                seen.append(line)
+                if "still saving" in line:
+                    process.send_signal(signal.SIGINT)
+            out, _ = process.communicate(timeout=120)
         stderr = "".join(seen)
         assert "interrupted: leaving" in stderr, stderr
         assert "replicate wait" in stderr
