@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -171,16 +172,18 @@ class TestStorageTrouble:
         make_gcs_bucket(gcs_endpoint, "doomed-bucket")
         project = project_for(tmp_path, "gs://doomed-bucket/repo")
         code = f"""
-        import os, time, replicate
+        import os, replicate
         from servers import delete_gcs_bucket
         experiment = replicate.init()
         experiment.wait()
+        print("ready", flush=True)
+        input()  # the test holds every request in the proxy from here on
         delete_gcs_bucket("{gcs_endpoint}", "doomed-bucket")
         open("model.pth", "wb").write(b"weights")
-        start = time.monotonic()
         checkpoint = experiment.checkpoint(path="model.pth", metrics={{"loss": 1}})
         later = experiment.checkpoint(metrics={{"loss": 0.5}})
-        print("returned", time.monotonic() - start < 5)
+        print("returned", flush=True)
+        input()
         for c in (checkpoint, later):
             try:
                 c.wait(timeout=60)
@@ -188,13 +191,26 @@ class TestStorageTrouble:
                 print("failed", exc)
         os.kill(os.getpid(), 9)
         """
+        (project / "train.py").write_text(textwrap.dedent(code))
         servers_dir = str(Path(__file__).resolve().parents[1])
-        env = {"PYTHONPATH": servers_dir, "STORAGE_EMULATOR_HOST": gcs_endpoint}
-        result = helpers.run_script(project, code, env=env)
-        assert result.returncode == -signal.SIGKILL, result.stderr
-        assert "returned True" in result.stdout
-        assert "failed checkpoint" in result.stdout, result.stdout + result.stderr
-        assert "bucket" in result.stdout.lower()
+        with FaultProxy(gcs_endpoint) as proxy:
+            env = {**os.environ, "PYTHONPATH": servers_dir, "STORAGE_EMULATOR_HOST": proxy.url}
+            process = subprocess.Popen(
+                [sys.executable, "train.py"], cwd=project, env=env, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            assert process.stdin is not None and process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+            proxy.hold()
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            # while held, no request reaches the server: checkpoint() cannot have waited for one
+            assert process.stdout.readline() == "returned\n"
+            proxy.let_through()
+            out, err = process.communicate("go\n", timeout=120)
+        assert process.returncode == -signal.SIGKILL, err
+        assert "failed checkpoint" in out, out + err
+        assert "bucket" in out.lower()
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
             jobs = json.loads(helpers.cli(project, "queue", "--json").stdout)
