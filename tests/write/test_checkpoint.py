@@ -15,6 +15,7 @@ import pytest
 import replicate
 from replicate.daemon.spool import Spool
 from replicate.errors import ValidationError
+from replicate.records import decode_experiment
 from write import helpers
 
 
@@ -47,11 +48,14 @@ class TestCheckpointsLand:
             ids.append(checkpoint.id)
         experiment.stop()
 
-        record = helpers.experiment(repo_url, experiment.id)
-        assert [c.id for c in record.checkpoints] == ids
-        assert [c.step for c in record.checkpoints] == [0, 1, 2, 3]
-        assert math.isnan(record.checkpoints[0].metrics["nan"])
-        assert record.best() is not None and record.best().step == 3  # type: ignore[union-attr]
+        raw = helpers.read(repo_url, f"metadata/experiments/{experiment.id}.json")
+        record = json.loads(raw)
+        assert helpers.checkpoint_ids(record) == ids
+        assert [c["step"] for c in record["checkpoints"]] == [0, 1, 2, 3]
+        assert record["checkpoints"][0]["metrics"]["nan"] == "[NaN]"
+        decoded = decode_experiment(raw, "experiment")  # and replicate's reader agrees
+        assert math.isnan(decoded.checkpoints[0].metrics["nan"])
+        assert decoded.best() is not None and decoded.best().step == 3  # type: ignore[union-attr]
         for checkpoint in experiment.checkpoints:
             tarball = helpers.read(repo_url, f"checkpoints/{checkpoint.id}.tar.gz")
             assert checkpoint.sha256 == hashlib.sha256(tarball).hexdigest()
@@ -96,12 +100,10 @@ class TestCheckpointsLand:
             (directory / "model.pth").write_bytes(b"half written")
             raise RuntimeError("save failed")
         experiment.stop()
-        record = helpers.experiment(repo_url, experiment.id)
-        assert len(record.checkpoints) == 1
-        checkpoint = record.checkpoints[0]
-        assert helpers.tar_members(repo_url, "checkpoints", checkpoint.id) == {
-            f"{checkpoint.id}/model.pth": b"zero-copy weights",
-            f"{checkpoint.id}/sub/opt.pt": b"optimizer",
+        (checkpoint_id,) = helpers.checkpoint_ids(helpers.experiment(repo_url, experiment.id))
+        assert helpers.tar_members(repo_url, "checkpoints", checkpoint_id) == {
+            f"{checkpoint_id}/model.pth": b"zero-copy weights",
+            f"{checkpoint_id}/sub/opt.pt": b"optimizer",
         }
 
     def test_steps_auto_increment(self, tmp_path: Path) -> None:
@@ -165,7 +167,7 @@ class TestBadInput:
         assert needle in str(info.value)
         assert "\n" not in str(info.value)
         experiment.stop()
-        assert helpers.experiment((tmp_path / "r").as_uri(), experiment.id).checkpoints == ()
+        assert helpers.experiment((tmp_path / "r").as_uri(), experiment.id)["checkpoints"] == []
 
     def test_init_with_bad_params_leaves_nothing(self, tmp_path: Path) -> None:
         """A failed init() writes nothing to the repository or the spool."""
@@ -293,7 +295,7 @@ class TestJournal:
         experiment.checkpoint(metrics={"loss": 20}, quiet=True)  # appends after the truncation
         experiment.stop()
         record = helpers.experiment((tmp_path / "r").as_uri(), experiment.id)
-        assert [c.metrics["loss"] for c in record.checkpoints] == list(range(21))
+        assert helpers.losses(record) == list(range(21))
 
 
 class TestUnreachableRepository:

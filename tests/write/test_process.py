@@ -56,8 +56,7 @@ def checkpoint_upload(request: Request) -> bool:
 
 
 def assert_landed(url: str, experiment_id: str, checkpoint_ids: list[str], size: int) -> None:
-    record = helpers.experiment(url, experiment_id)
-    assert [c.id for c in record.checkpoints] == checkpoint_ids
+    assert helpers.checkpoint_ids(helpers.experiment(url, experiment_id)) == checkpoint_ids
     for step, id in enumerate(checkpoint_ids):
         members = helpers.tar_members(url, "checkpoints", id)
         assert members == {f"{id}/model.pth": random.Random(step).randbytes(size)}
@@ -251,8 +250,7 @@ class TestForkSafety:
         assert "child refused: replicate cannot be used from a forked child" in result.stdout
         assert "child status 0" in result.stdout
         experiment_id = result.stdout.split()[-1]
-        record = helpers.experiment(url, experiment_id)
-        assert [c.metrics["loss"] for c in record.checkpoints] == [1.0, 0.5]
+        assert helpers.losses(helpers.experiment(url, experiment_id)) == [1.0, 0.5]
 
 
 class TestDamagedSpool:
@@ -276,7 +274,7 @@ class TestDamagedSpool:
         assert waited.returncode == 1
         assert "machine crash" in waited.stderr
         record = helpers.experiment(url, experiment_id)
-        assert checkpoint_ids[-1] not in [c.id for c in record.checkpoints]
+        assert checkpoint_ids[-1] not in helpers.checkpoint_ids(record)
 
 
 class TestCtrlCAtExit:
@@ -339,8 +337,7 @@ class TestSpoolTrouble:
         assert "returned True True" in result.stdout
         assert "could not queue checkpoint" in result.stderr
         assert "small landed True" in result.stdout
-        record = helpers.experiment(url, result.stdout.split()[-1])
-        assert [c.metrics["loss"] for c in record.checkpoints] == [0.5]
+        assert helpers.losses(helpers.experiment(url, result.stdout.split()[-1])) == [0.5]
         assert not list((project / ".replicate" / "spool" / "data").iterdir())
 
 
@@ -389,9 +386,9 @@ class TestConcurrentWriters:
         result = helpers.run_script(project, code)
         assert result.returncode == 0, result.stderr
         first, second = result.stdout.split()
-        assert [c.metrics["loss"] for c in helpers.experiment(url, first).checkpoints] == [
+        assert helpers.losses(helpers.experiment(url, first)) == [
             0, 1, 2, 3, 4,
         ]  # fmt: skip
-        assert [c.metrics["loss"] for c in helpers.experiment(url, second).checkpoints] == [
+        assert helpers.losses(helpers.experiment(url, second)) == [
             0, -1, -2, -3, -4,
         ]  # fmt: skip
