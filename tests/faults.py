@@ -16,9 +16,9 @@ it (and has uses left) decides its fate, and a request no rule takes passes thro
 - ``Stall()``: read the whole request and never answer.
 
 A rule's fault may also be a function of the request that returns one, decided when the
-request arrives. Each rule counts its uses and sets ``rule.fired`` (a ``threading.Event``) when its fault takes
-effect, so a test synchronises on what the server side saw (``rule.wait()``), never on a
-guessed speed. ``proxy.hold()`` keeps every new request waiting until ``proxy.let_through()``
+request arrives. Each rule counts its uses and sets ``rule.fired`` (a ``threading.Event``)
+when its fault takes effect, so a test synchronises on what the server side saw
+(``rule.wait()``), never on a guessed speed. ``proxy.hold()`` keeps every new request waiting until ``proxy.let_through()``
 (for example while the server behind it restarts). Requests are framed by Content-Length or
 chunked transfer coding; responses are relayed byte for byte. The proxy runs its own asyncio
 loop in a daemon thread, so sync tests, async tests and subprocesses can all use it.
@@ -169,6 +169,7 @@ class Rule:
     times: int | None
     _loop: asyncio.AbstractEventLoop
     requests: list[Request] = field(default_factory=list)  # the requests it took
+    fired_on: list[Request] = field(default_factory=list)  # those it took effect on, in order
     fired: threading.Event = field(default_factory=threading.Event)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -180,10 +181,14 @@ class Rule:
         return (self.times is None or self.hits < self.times) and self.match(request)
 
     def wait(self, timeout: float = 60) -> Request:
-        """Block until the fault took effect; return the request it took effect on."""
+        """Block until the fault took effect; return the first request it took effect on."""
         if not self.fired.wait(timeout):
             raise AssertionError(f"{self.fault} never took effect in {timeout} s")
-        return self.requests[-1]
+        return self.fired_on[0]
+
+    def _fire(self, request: Request) -> None:
+        self.fired_on.append(request)
+        self.fired.set()
 
     def release(self) -> None:
         """Let requests held by a ``Pause`` go on."""
@@ -351,7 +356,7 @@ class _Connection:
             if request.headers.get("expect", "").lower() != "100-continue":
                 async for piece in _body(self.reader, request):
                     request.body_passed += len(piece)
-            rule.fired.set()
+            rule._fire(request)
             if isinstance(fault, Stall):
                 await asyncio.Event().wait()  # until the proxy closes
                 return False
@@ -360,11 +365,11 @@ class _Connection:
             return False
         if rule is not None and isinstance(fault, Truncate):
             await self._truncate(head, request, fault.after)
-            rule.fired.set()
+            rule._fire(request)
             _reset(self.writer)
             return False
         cut = fault.after if isinstance(fault, Pass | Reset | Pause) else None
-        if rule is not None and cut == 0 and not await self._at_cut(rule, fault):
+        if rule is not None and cut == 0 and not await self._at_cut(rule, fault, request):
             return False
         upstream = await self._connect()
         if upstream is None:
@@ -381,25 +386,24 @@ class _Connection:
                 upstream.write(piece[:split])
                 request.body_passed = cut
                 await upstream.drain()
-                if not await self._at_cut(rule, fault):
+                if not await self._at_cut(rule, fault, request):
                     return False
                 piece = piece[split:]
             upstream.write(piece)
             request.body_passed += len(piece)
             await upstream.drain()
         if rule is not None and cut is None:
-            rule.fired.set()
+            rule._fire(request)
         return True
 
-    async def _at_cut(self, rule: Rule, fault: Fault) -> bool:
+    async def _at_cut(self, rule: Rule, fault: Fault, request: Request) -> bool:
         """The fault point of Pass, Reset and Pause; False if the connection is finished."""
+        rule._fire(request)
         if isinstance(fault, Reset):
-            rule.fired.set()
             _reset(self.writer)
             if self.upstream is not None:
                 _reset(self.upstream)
             return False
-        rule.fired.set()
         if isinstance(fault, Pause):
             await rule._released.wait()
         return True
