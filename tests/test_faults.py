@@ -50,9 +50,8 @@ def direct_client(endpoint: str) -> Any:
 
 
 @pytest.fixture
-def proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
-    with FaultProxy(s3_endpoint) as running:
-        yield running
+def proxy(s3_proxy: FaultProxy) -> FaultProxy:
+    return s3_proxy
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ import random
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from faults import FaultProxy, Reply, Request, Reset, Rule, Truncate, gcs_unavailable
-from servers import delete_gcs_bucket, make_gcs_bucket, new_bucket_name, start_fake_gcs
 
 from replicate.storage.base import PART_SIZE
 from replicate.storage.gcs import GCSStorage
@@ -22,22 +20,12 @@ _direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 @pytest.fixture
-def proxied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[FaultProxy, str]]:
-    """A proxy in front of a fake-gcs-server whose upload sessions point back at the proxy.
-
-    Yields the proxy and a bucket on the server; STORAGE_EMULATOR_HOST is the proxy.
-    """
-    with FaultProxy() as proxy:
-        server = start_fake_gcs(tmp_path / "fake-gcs.log", external_url=proxy.url)
-        try:
-            proxy.upstream = server.url
-            bucket = new_bucket_name()
-            make_gcs_bucket(server.url, bucket)
-            monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-            yield proxy, bucket
-            delete_gcs_bucket(server.url, bucket)
-        finally:
-            server.stop()
+def proxied(
+    gcs_proxy: tuple[FaultProxy, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[FaultProxy, str]:
+    """The proxy and its bucket; STORAGE_EMULATOR_HOST points replicate at the proxy."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_proxy[0].url)
+    return gcs_proxy
 
 
 def fetch(proxy: FaultProxy, bucket: str, name: str) -> bytes:

@@ -102,19 +102,18 @@ class TestKilledTraining:
 
     @pytest.mark.s3
     def test_exit_timeout_leaves_the_rest_for_wait(
-        self, s3_bucket: str, s3_endpoint: str, tmp_path: Path
+        self, s3_bucket: str, s3_proxy: FaultProxy, tmp_path: Path
     ) -> None:
         """REPLICATE_EXIT_TIMEOUT=0 leaves pending uploads queued, says how to finish, and `wait` does."""
         url = f"s3://{s3_bucket}/repo"
         project = project_for(tmp_path, url)
         size = MiB
-        with FaultProxy(s3_endpoint) as proxy:
-            proxy.add(Pause(), match=checkpoint_upload, times=None)  # never released: all pending
-            result = helpers.run_script(
-                project,
-                TRAIN.format(steps=3, size=size, after=""),
-                env={"REPLICATE_EXIT_TIMEOUT": "0", "AWS_ENDPOINT_URL_S3": proxy.url},
-            )
+        s3_proxy.add(Pause(), match=checkpoint_upload, times=None)  # never released: all pending
+        result = helpers.run_script(
+            project,
+            TRAIN.format(steps=3, size=size, after=""),
+            env={"REPLICATE_EXIT_TIMEOUT": "0", "AWS_ENDPOINT_URL_S3": s3_proxy.url},
+        )
         assert result.returncode == 0, result.stderr
         assert "REPLICATE_EXIT_TIMEOUT reached" in result.stderr
         assert "replicate wait" in result.stderr
@@ -280,28 +279,27 @@ class TestDamagedSpool:
 class TestCtrlCAtExit:
     @pytest.mark.s3
     def test_ctrl_c_during_the_exit_drain_leaves_the_rest_for_wait(
-        self, s3_bucket: str, s3_endpoint: str, tmp_path: Path
+        self, s3_bucket: str, s3_proxy: FaultProxy, tmp_path: Path
     ) -> None:
         """Ctrl-C while the ended script is still uploading leaves the rest queued and says how to finish."""
         url = f"s3://{s3_bucket}/repo"
         project = project_for(tmp_path, url)
         size = 2 * MiB
         (project / "train.py").write_text(TRAIN.format(steps=3, size=size, after=""))
-        with FaultProxy(s3_endpoint) as proxy:
-            # the drain cannot finish: a checkpoint upload is held halfway until the proxy closes
-            proxy.add(Pause(after=MiB), match=checkpoint_upload, times=None)
-            process = subprocess.Popen(
-                [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True,
-                env={**os.environ, "AWS_ENDPOINT_URL_S3": proxy.url},
-            )  # fmt: skip
-            assert process.stderr is not None
-            seen = []
-            for line in process.stderr:  # a pipe line from the child, not a guess
-                seen.append(line)
-                if "still saving" in line:
-                    process.send_signal(signal.SIGINT)
-            out, _ = process.communicate(timeout=120)
+        # the drain cannot finish: checkpoint uploads are held halfway, never released
+        s3_proxy.add(Pause(after=MiB), match=checkpoint_upload, times=None)
+        process = subprocess.Popen(
+            [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "AWS_ENDPOINT_URL_S3": s3_proxy.url},
+        )  # fmt: skip
+        assert process.stderr is not None
+        seen = []
+        for line in process.stderr:  # a pipe line from the child, not a guess
+            seen.append(line)
+            if "still saving" in line:
+                process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=120)
         stderr = "".join(seen)
         assert "interrupted: leaving" in stderr, stderr
         assert "replicate wait" in stderr
