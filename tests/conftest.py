@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults import FaultProxy
 from servers import (
     Server,
     delete_gcs_bucket,
@@ -86,6 +87,36 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     yield name
     delete_s3_bucket(s3_endpoint, name)
+
+
+@pytest.fixture
+def s3_proxy(s3_endpoint: str) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy (faults.py) in front of the S3 server, with no rules yet.
+
+    Nothing points at it: give ``s3_proxy.url`` to the client under test, and check results
+    straight at ``s3_endpoint``.
+    """
+    with FaultProxy(s3_endpoint) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def gcs_proxy(tmp_path: Path) -> Iterator[tuple[FaultProxy, str]]:
+    """A fault-injecting proxy in front of a fake-gcs-server of its own, and a bucket there.
+
+    The server's resumable-upload sessions point back at the proxy, so every chunk passes
+    through it. Nothing points at it: give ``proxy.url`` to the client under test, and check
+    results straight at ``proxy.upstream``.
+    """
+    with FaultProxy() as proxy:
+        server = start_fake_gcs(tmp_path / "fake-gcs.log", external_url=proxy.url)
+        try:
+            proxy.upstream = server.url
+            bucket = new_bucket_name()
+            make_gcs_bucket(server.url, bucket)
+            yield proxy, bucket
+        finally:
+            server.stop()
 
 
 @pytest.fixture

@@ -169,8 +169,11 @@ def fake_gcs_binary() -> str:
     return str(package / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
 
 
-def start_fake_gcs(log: Path) -> Server:
-    """Start fake-gcs-server (memory backend, plain HTTP, 127.0.0.1); retry once."""
+def start_fake_gcs(log: Path, *, external_url: str | None = None) -> Server:
+    """Start fake-gcs-server (memory backend, plain HTTP, 127.0.0.1); retry once.
+
+    ``external_url`` is where resumable-upload sessions point (a proxy in front, say).
+    """
     for _ in range(2):
         (port,) = free_ports(1)
         url = f"http://127.0.0.1:{port}"
@@ -180,7 +183,7 @@ def start_fake_gcs(log: Path) -> Server:
             "-host=127.0.0.1",
             f"-port={port}",
             "-backend=memory",
-            f"-external-url={url}",
+            f"-external-url={external_url or url}",
             "-log-level=warn",
         ]
         server = _start(command, url, log, env=dict(os.environ), path="/storage/v1/b", ready={200})

@@ -1,52 +1,101 @@
-"""Reading a repository back for assertions, through the library's own storage layer."""
+"""Reading a repository back for assertions by a path independent of replicate.
+
+Objects are fetched with plain tools: files on disk, a plain botocore S3 client (the client
+boto3 hands out) at ``AWS_ENDPOINT_URL_S3``, and plain HTTP GETs to the GCS JSON API at
+``STORAGE_EMULATOR_HOST``; they are decoded with ``json`` and ``tarfile``. The keys are the
+Keepsake layout, written out here rather than taken from replicate.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
 import tarfile
 import textwrap
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-from replicate.daemon import Daemon
-from replicate.errors import ObjectNotFound
-from replicate.records import ExperimentRecord, decode_experiment
-from replicate.repository import Repository, archive_key, experiment_key, heartbeat_key
+import botocore.exceptions
+from servers import s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _read_s3(bucket: str, name: str) -> bytes | None:
+    with contextlib.closing(s3_client(os.environ["AWS_ENDPOINT_URL_S3"])) as client:
+        try:
+            return bytes(client.get_object(Bucket=bucket, Key=name)["Body"].read())
+        except botocore.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") == "NoSuchKey":
+                return None
+            raise
+
+
+def _read_gcs(bucket: str, name: str) -> bytes | None:
+    host = os.environ["STORAGE_EMULATOR_HOST"].rstrip("/")
+    url = f"{host}/storage/v1/b/{bucket}/o/{urllib.parse.quote(name, safe='')}?alt=media"
+    try:
+        with _direct.open(url, timeout=60) as response:
+            return bytes(response.read())
+    except urllib.error.HTTPError as e:
+        e.close()
+        if e.code == 404:
+            return None
+        raise
+
+
+def fetch(url: str, key: str) -> bytes | None:
+    """The bytes of ``key`` in the repository at ``url``, or None if there is no such object."""
+    parts = urllib.parse.urlsplit(url)
+    name = f"{parts.path.strip('/')}/{key}".lstrip("/")
+    if parts.scheme == "s3":
+        return _read_s3(parts.netloc, name)
+    if parts.scheme == "gs":
+        return _read_gcs(parts.netloc, name)
+    path = Path(urllib.request.url2pathname(parts.path)) / key
+    return path.read_bytes() if path.is_file() else None
 
 
 def read(url: str, key: str) -> bytes:
-    """Return the object ``key`` of the repository at ``url``."""
-
-    async def get(repo: Repository) -> bytes:
-        return await repo.storage.read(key)
-
-    return Daemon.get().with_repository(url, get)
+    """The bytes of ``key``, which must exist."""
+    data = fetch(url, key)
+    assert data is not None, f"{key} is not in {url}"
+    return data
 
 
 def exists(url: str, key: str) -> bool:
-    try:
-        read(url, key)
-    except ObjectNotFound:
-        return False
-    return True
+    return fetch(url, key) is not None
 
 
-def experiment(url: str, experiment_id: str) -> ExperimentRecord:
-    key = experiment_key(experiment_id)
-    return decode_experiment(read(url, key), key)
+def experiment(url: str, experiment_id: str) -> dict[str, Any]:
+    """The experiment's metadata JSON as stored (NaN and infinities as "[NaN]" etc.)."""
+    record: dict[str, Any] = json.loads(read(url, f"metadata/experiments/{experiment_id}.json"))
+    return record
+
+
+def checkpoint_ids(record: dict[str, Any]) -> list[str]:
+    return [c["id"] for c in record["checkpoints"]]
+
+
+def losses(record: dict[str, Any]) -> list[Any]:
+    return [c["metrics"]["loss"] for c in record["checkpoints"]]
 
 
 def heartbeat_exists(url: str, experiment_id: str) -> bool:
-    return exists(url, heartbeat_key(experiment_id))
+    return exists(url, f"metadata/heartbeats/{experiment_id}.json")
 
 
 def tar_members(url: str, kind: str, id: str) -> dict[str, bytes]:
-    """Member name -> content of a stored tarball."""
-    data = read(url, archive_key(kind, id))  # type: ignore[arg-type]
+    """Member name -> content of the stored tarball ``{kind}/{id}.tar.gz``."""
+    data = read(url, f"{kind}/{id}.tar.gz")
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         return {
             m.name: tar.extractfile(m).read()  # type: ignore[union-attr]

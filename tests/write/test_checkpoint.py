@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,7 @@ import pytest
 import replicate
 from replicate.daemon.spool import Spool
 from replicate.errors import ValidationError
+from replicate.records import decode_experiment
 from write import helpers
 
 
@@ -44,11 +48,14 @@ class TestCheckpointsLand:
             ids.append(checkpoint.id)
         experiment.stop()
 
-        record = helpers.experiment(repo_url, experiment.id)
-        assert [c.id for c in record.checkpoints] == ids
-        assert [c.step for c in record.checkpoints] == [0, 1, 2, 3]
-        assert math.isnan(record.checkpoints[0].metrics["nan"])
-        assert record.best() is not None and record.best().step == 3  # type: ignore[union-attr]
+        raw = helpers.read(repo_url, f"metadata/experiments/{experiment.id}.json")
+        record = json.loads(raw)
+        assert helpers.checkpoint_ids(record) == ids
+        assert [c["step"] for c in record["checkpoints"]] == [0, 1, 2, 3]
+        assert record["checkpoints"][0]["metrics"]["nan"] == "[NaN]"
+        decoded = decode_experiment(raw, "experiment")  # and replicate's reader agrees
+        assert math.isnan(decoded.checkpoints[0].metrics["nan"])
+        assert decoded.best() is not None and decoded.best().step == 3  # type: ignore[union-attr]
         for checkpoint in experiment.checkpoints:
             tarball = helpers.read(repo_url, f"checkpoints/{checkpoint.id}.tar.gz")
             assert checkpoint.sha256 == hashlib.sha256(tarball).hexdigest()
@@ -93,12 +100,10 @@ class TestCheckpointsLand:
             (directory / "model.pth").write_bytes(b"half written")
             raise RuntimeError("save failed")
         experiment.stop()
-        record = helpers.experiment(repo_url, experiment.id)
-        assert len(record.checkpoints) == 1
-        checkpoint = record.checkpoints[0]
-        assert helpers.tar_members(repo_url, "checkpoints", checkpoint.id) == {
-            f"{checkpoint.id}/model.pth": b"zero-copy weights",
-            f"{checkpoint.id}/sub/opt.pt": b"optimizer",
+        (checkpoint_id,) = helpers.checkpoint_ids(helpers.experiment(repo_url, experiment.id))
+        assert helpers.tar_members(repo_url, "checkpoints", checkpoint_id) == {
+            f"{checkpoint_id}/model.pth": b"zero-copy weights",
+            f"{checkpoint_id}/sub/opt.pt": b"optimizer",
         }
 
     def test_steps_auto_increment(self, tmp_path: Path) -> None:
@@ -162,7 +167,7 @@ class TestBadInput:
         assert needle in str(info.value)
         assert "\n" not in str(info.value)
         experiment.stop()
-        assert helpers.experiment((tmp_path / "r").as_uri(), experiment.id).checkpoints == ()
+        assert helpers.experiment((tmp_path / "r").as_uri(), experiment.id)["checkpoints"] == []
 
     def test_init_with_bad_params_leaves_nothing(self, tmp_path: Path) -> None:
         """A failed init() writes nothing to the repository or the spool."""
@@ -208,22 +213,68 @@ class TestHeartbeat:
         assert not helpers.heartbeat_exists(repo_url, experiment.id)
 
 
+FLUSH_RECORDER = """
+import json, os, sys, replicate
+
+flushes = []  # (call, path) in call order, from any thread
+
+
+def recording(real):
+    def flush(fd):
+        flushes.append((real.__name__, os.readlink(f"/proc/self/fd/{fd}")))
+        return real(fd)
+
+    return flush
+
+
+os.fsync, os.fdatasync = recording(os.fsync), recording(os.fdatasync)
+experiment = replicate.init(path="train.py", repository=sys.argv[1])
+with open("model.pth", "wb") as f:
+    f.write(b"flushed weights")
+before = len(flushes)
+checkpoint = experiment.checkpoint(path="model.pth")
+during = flushes[before:]
+experiment.stop()
+print(json.dumps({"id": checkpoint.id, "during": during}))
+"""
+
+
 class TestFullFsync:
-    def test_opt_in_fsync_still_lands_everything(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    def test_opt_in_fsync_flushes_the_snapshot_before_checkpoint_returns(
+        self, tmp_path: Path
     ) -> None:
-        """With REPLICATE_FSYNC=1 the snapshot is flushed too; checkpoints land the same."""
-        monkeypatch.setenv("REPLICATE_FSYNC", "1")
+        """With REPLICATE_FSYNC=1 checkpoint() fsyncs the staged copy before its journal line."""
         project = make_project(tmp_path)
         url = (tmp_path / "r").as_uri()
-        experiment = replicate.init(path=".", repository=url, project_dir=project)
-        assert experiment._spool.fsync_data
-        (project / "model.pth").write_bytes(b"flushed weights")
-        checkpoint = experiment.checkpoint(path="model.pth")
-        experiment.stop()
-        assert checkpoint.wait(0)
-        members = helpers.tar_members(url, "checkpoints", checkpoint.id)
-        assert members == {f"{checkpoint.id}/model.pth": b"flushed weights"}
+        (project / "record.py").write_text(FLUSH_RECORDER)
+        result = subprocess.run(
+            [sys.executable, "record.py", url],
+            cwd=project,
+            env={**os.environ, "REPLICATE_FSYNC": "1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        spool = project / ".replicate" / "spool"
+        staged = [
+            i
+            for i, (call, path) in enumerate(out["during"])
+            if call == "fsync" and Path(path).parent.parent == spool / "data"
+            and Path(path).name == "model.pth"
+        ]  # fmt: skip
+        journal = [
+            i
+            for i, (call, path) in enumerate(out["during"])
+            if call == "fdatasync" and Path(path).parent == spool / "journal"
+        ]
+        assert staged, f"the staged snapshot was not flushed: {out['during']}"
+        assert journal, f"the journal line was not flushed: {out['during']}"
+        assert max(staged) < min(journal), "the snapshot must reach disk before the job exists"
+        members = helpers.tar_members(url, "checkpoints", out["id"])
+        assert members == {f"{out['id']}/model.pth": b"flushed weights"}
 
 
 class TestJournal:
@@ -244,7 +295,7 @@ class TestJournal:
         experiment.checkpoint(metrics={"loss": 20}, quiet=True)  # appends after the truncation
         experiment.stop()
         record = helpers.experiment((tmp_path / "r").as_uri(), experiment.id)
-        assert [c.metrics["loss"] for c in record.checkpoints] == list(range(21))
+        assert helpers.losses(record) == list(range(21))
 
 
 class TestUnreachableRepository:

@@ -42,7 +42,7 @@ class TestRemovalAgainstAnOpenWriter:
         third = experiment.checkpoint(metrics={"loss": 0.25})
         experiment.stop(raise_on_error=True)
         record = helpers.experiment(repo_url, experiment.id)
-        assert [c.id for c in record.checkpoints] == [second.id, third.id]
+        assert helpers.checkpoint_ids(record) == [second.id, third.id]
         assert not helpers.exists(repo_url, archive_key("checkpoints", first.id))
         assert helpers.exists(repo_url, archive_key("checkpoints", second.id))
 

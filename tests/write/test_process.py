@@ -8,13 +8,15 @@ import random
 import signal
 import subprocess
 import sys
-import time
+import textwrap
 from pathlib import Path
 
 import pytest
+from faults import FaultProxy, Pause, Request
 from servers import make_gcs_bucket, make_s3_bucket, start_seaweedfs
 
 from replicate.daemon.spool import Spool
+from replicate.storage.base import PART_SIZE
 from write import helpers
 
 pytestmark = pytest.mark.slow
@@ -44,9 +46,17 @@ def project_for(tmp_path: Path, url: str) -> Path:
     return project
 
 
+def checkpoint_upload(request: Request) -> bool:
+    """An S3 PUT of a checkpoint's tarball (whole, or a part of it) of at least 1 MiB."""
+    return (
+        request.method == "PUT"
+        and "/checkpoints/" in request.path
+        and (request.body_length or 0) > MiB
+    )
+
+
 def assert_landed(url: str, experiment_id: str, checkpoint_ids: list[str], size: int) -> None:
-    record = helpers.experiment(url, experiment_id)
-    assert [c.id for c in record.checkpoints] == checkpoint_ids
+    assert helpers.checkpoint_ids(helpers.experiment(url, experiment_id)) == checkpoint_ids
     for step, id in enumerate(checkpoint_ids):
         members = helpers.tar_members(url, "checkpoints", id)
         assert members == {f"{id}/model.pth": random.Random(step).randbytes(size)}
@@ -90,21 +100,26 @@ class TestKilledTraining:
         assert not helpers.heartbeat_exists(repo_url, experiment_id)
         assert Spool(project / ".replicate" / "spool").jobs() == []
 
-    def test_exit_timeout_leaves_the_rest_for_wait(self, tmp_path: Path) -> None:
+    @pytest.mark.s3
+    def test_exit_timeout_leaves_the_rest_for_wait(
+        self, s3_bucket: str, s3_proxy: FaultProxy, tmp_path: Path
+    ) -> None:
         """REPLICATE_EXIT_TIMEOUT=0 leaves pending uploads queued, says how to finish, and `wait` does."""
-        url = (tmp_path / "repo").as_uri()
+        url = f"s3://{s3_bucket}/repo"
         project = project_for(tmp_path, url)
-        size = 48 * MiB  # several tenths of a second of packing: still pending at exit
+        size = MiB
+        s3_proxy.add(Pause(), match=checkpoint_upload, times=None)  # never released: all pending
         result = helpers.run_script(
             project,
             TRAIN.format(steps=3, size=size, after=""),
-            env={"REPLICATE_EXIT_TIMEOUT": "0"},
+            env={"REPLICATE_EXIT_TIMEOUT": "0", "AWS_ENDPOINT_URL_S3": s3_proxy.url},
         )
         assert result.returncode == 0, result.stderr
+        assert "REPLICATE_EXIT_TIMEOUT reached" in result.stderr
         assert "replicate wait" in result.stderr
         experiment_id, *checkpoint_ids = result.stdout.split()
         assert json.loads(helpers.cli(project, "queue", "--json").stdout)
-        waited = helpers.cli(project, "wait")
+        waited = helpers.cli(project, "wait")  # straight to the server
         assert waited.returncode == 0, waited.stderr
         assert_landed(url, experiment_id, checkpoint_ids, size)
 
@@ -114,31 +129,38 @@ class TestStorageTrouble:
         """Uploads interrupted by a storage restart are retried and land."""
         data, log = tmp_path / "weed", tmp_path / "weed.log"
         server = start_seaweedfs(data, log)
+        proxy = FaultProxy(server.url).start()
         try:
             make_s3_bucket(server.url, "restart")
             project = project_for(tmp_path, "s3://restart/repo")
-            script = TRAIN.format(
-                steps=2, size=32 * MiB, after="experiment.stop(raise_on_error=True)"
-            )
+            size = 2 * PART_SIZE  # a multipart upload
+            script = TRAIN.format(steps=2, size=size, after="experiment.stop(raise_on_error=True)")
             (project / "train.py").write_text(script)
-            env = {**os.environ, "AWS_ENDPOINT_URL_S3": server.url}
+            part = proxy.add(
+                Pause(after=PART_SIZE // 2),
+                match=lambda r: r.method == "PUT" and "partNumber" in r.query,
+            )
+            env = {**os.environ, "AWS_ENDPOINT_URL_S3": proxy.url}
             process = subprocess.Popen(
                 [sys.executable, "train.py"], cwd=project, env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             )  # fmt: skip
-            assert process.stdout is not None
-            lines = [process.stdout.readline() for _ in range(3)]
-            server.process.kill()  # mid-upload: 64 MiB at ~100 MB/s
+            held = part.wait()
+            assert held.body_passed == PART_SIZE // 2 < (held.body_length or 0), "mid-upload"
+            proxy.hold()  # nothing reaches the server until it is back
+            server.process.kill()
             server.process.wait()
-            time.sleep(1.0)
             server = start_seaweedfs(data, log, ports=server.ports)  # same ports, same data
+            proxy.let_through()
+            part.release()
             out, err = process.communicate(timeout=240)
             assert process.returncode == 0, err
-            experiment_id, *checkpoint_ids = [line.strip() for line in lines] + out.split()
+            experiment_id, *checkpoint_ids = out.split()
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv("AWS_ENDPOINT_URL_S3", server.url)
-                assert_landed("s3://restart/repo", experiment_id, checkpoint_ids, 32 * MiB)
+                assert_landed("s3://restart/repo", experiment_id, checkpoint_ids, size)
         finally:
+            proxy.close()
             server.stop()
 
     def test_permanent_failure_is_queued_and_never_blocks_training(
@@ -148,16 +170,18 @@ class TestStorageTrouble:
         make_gcs_bucket(gcs_endpoint, "doomed-bucket")
         project = project_for(tmp_path, "gs://doomed-bucket/repo")
         code = f"""
-        import os, time, replicate
+        import os, replicate
         from servers import delete_gcs_bucket
         experiment = replicate.init()
         experiment.wait()
+        print("ready", flush=True)
+        input()  # the test holds every request in the proxy from here on
         delete_gcs_bucket("{gcs_endpoint}", "doomed-bucket")
         open("model.pth", "wb").write(b"weights")
-        start = time.monotonic()
         checkpoint = experiment.checkpoint(path="model.pth", metrics={{"loss": 1}})
         later = experiment.checkpoint(metrics={{"loss": 0.5}})
-        print("returned", time.monotonic() - start < 5)
+        print("returned", flush=True)
+        input()
         for c in (checkpoint, later):
             try:
                 c.wait(timeout=60)
@@ -165,13 +189,26 @@ class TestStorageTrouble:
                 print("failed", exc)
         os.kill(os.getpid(), 9)
         """
+        (project / "train.py").write_text(textwrap.dedent(code))
         servers_dir = str(Path(__file__).resolve().parents[1])
-        env = {"PYTHONPATH": servers_dir, "STORAGE_EMULATOR_HOST": gcs_endpoint}
-        result = helpers.run_script(project, code, env=env)
-        assert result.returncode == -signal.SIGKILL, result.stderr
-        assert "returned True" in result.stdout
-        assert "failed checkpoint" in result.stdout, result.stdout + result.stderr
-        assert "bucket" in result.stdout.lower()
+        with FaultProxy(gcs_endpoint) as proxy:
+            env = {**os.environ, "PYTHONPATH": servers_dir, "STORAGE_EMULATOR_HOST": proxy.url}
+            process = subprocess.Popen(
+                [sys.executable, "train.py"], cwd=project, env=env, text=True,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+            assert process.stdin is not None and process.stdout is not None
+            assert process.stdout.readline() == "ready\n"
+            proxy.hold()
+            process.stdin.write("go\n")
+            process.stdin.flush()
+            # while held, no request reaches the server: checkpoint() cannot have waited for one
+            assert process.stdout.readline() == "returned\n"
+            proxy.let_through()
+            out, err = process.communicate("go\n", timeout=120)
+        assert process.returncode == -signal.SIGKILL, err
+        assert "failed checkpoint" in out, out + err
+        assert "bucket" in out.lower()
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("STORAGE_EMULATOR_HOST", gcs_endpoint)
             jobs = json.loads(helpers.cli(project, "queue", "--json").stdout)
@@ -212,8 +249,7 @@ class TestForkSafety:
         assert "child refused: replicate cannot be used from a forked child" in result.stdout
         assert "child status 0" in result.stdout
         experiment_id = result.stdout.split()[-1]
-        record = helpers.experiment(url, experiment_id)
-        assert [c.metrics["loss"] for c in record.checkpoints] == [1.0, 0.5]
+        assert helpers.losses(helpers.experiment(url, experiment_id)) == [1.0, 0.5]
 
 
 class TestDamagedSpool:
@@ -237,26 +273,29 @@ class TestDamagedSpool:
         assert waited.returncode == 1
         assert "machine crash" in waited.stderr
         record = helpers.experiment(url, experiment_id)
-        assert checkpoint_ids[-1] not in [c.id for c in record.checkpoints]
+        assert checkpoint_ids[-1] not in helpers.checkpoint_ids(record)
 
 
 class TestCtrlCAtExit:
     @pytest.mark.s3
     def test_ctrl_c_during_the_exit_drain_leaves_the_rest_for_wait(
-        self, s3_bucket: str, tmp_path: Path
+        self, s3_bucket: str, s3_proxy: FaultProxy, tmp_path: Path
     ) -> None:
         """Ctrl-C while the ended script is still uploading leaves the rest queued and says how to finish."""
-        url = f"s3://{s3_bucket}/repo"  # ~100 MB/s here: the drain lasts long enough to interrupt
+        url = f"s3://{s3_bucket}/repo"
         project = project_for(tmp_path, url)
-        size = 64 * MiB
+        size = 2 * MiB
         (project / "train.py").write_text(TRAIN.format(steps=3, size=size, after=""))
+        # the drain cannot finish: checkpoint uploads are held halfway, never released
+        s3_proxy.add(Pause(after=MiB), match=checkpoint_upload, times=None)
         process = subprocess.Popen(
             [sys.executable, "train.py"], cwd=project, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "AWS_ENDPOINT_URL_S3": s3_proxy.url},
         )  # fmt: skip
         assert process.stderr is not None
         seen = []
-        for line in process.stderr:
+        for line in process.stderr:  # a pipe line from the child, not a guess
             seen.append(line)
             if "still saving" in line:
                 process.send_signal(signal.SIGINT)
@@ -296,8 +335,7 @@ class TestSpoolTrouble:
         assert "returned True True" in result.stdout
         assert "was NOT saved: could not queue it in" in result.stderr
         assert "small landed True" in result.stdout
-        record = helpers.experiment(url, result.stdout.split()[-1])
-        assert [c.metrics["loss"] for c in record.checkpoints] == [0.5]
+        assert helpers.losses(helpers.experiment(url, result.stdout.split()[-1])) == [0.5]
         assert not list((project / ".replicate" / "spool" / "data").iterdir())
 
 
@@ -346,9 +384,9 @@ class TestConcurrentWriters:
         result = helpers.run_script(project, code)
         assert result.returncode == 0, result.stderr
         first, second = result.stdout.split()
-        assert [c.metrics["loss"] for c in helpers.experiment(url, first).checkpoints] == [
+        assert helpers.losses(helpers.experiment(url, first)) == [
             0, 1, 2, 3, 4,
         ]  # fmt: skip
-        assert [c.metrics["loss"] for c in helpers.experiment(url, second).checkpoints] == [
+        assert helpers.losses(helpers.experiment(url, second)) == [
             0, -1, -2, -3, -4,
         ]  # fmt: skip

@@ -135,8 +135,8 @@ class TestResumeRules:
         assert later.step == 6
         resumed.stop(raise_on_error=True)
         record = helpers.experiment(url, experiment.id)
-        assert [c.step for c in record.checkpoints] == [5, 6]
-        assert len(record.extra["resumes"]) == 1
+        assert [c["step"] for c in record["checkpoints"]] == [5, 6]
+        assert len(record["resumes"]) == 1
 
     def test_params_must_match_unless_updated(self, tmp_path: Path) -> None:
         """Different params: one line naming the keys; params_mismatch="update" records them."""
@@ -162,8 +162,8 @@ class TestResumeRules:
         )  # fmt: skip
         updated.stop()
         record = helpers.experiment(url, experiment.id)
-        assert record.params == {"lr": 0.2, "bs": 32}
-        assert record.extra["resumes"][0]["params_updated"] == ["lr"]
+        assert record["params"] == {"lr": 0.2, "bs": 32}
+        assert record["resumes"][0]["params_updated"] == ["lr"]
 
     def test_nothing_to_resume(self, tmp_path: Path) -> None:
         """resume=True with nothing to resume is an error; "allow" starts a new experiment."""
@@ -176,7 +176,7 @@ class TestResumeRules:
             replicate.init(repository=url, project_dir=project, resume=True)
         fresh = replicate.init(repository=url, project_dir=project, resume="allow")
         fresh.stop()
-        assert "resumes" not in helpers.experiment(url, fresh.id).extra
+        assert "resumes" not in helpers.experiment(url, fresh.id)
 
     def test_two_resumes_at_once(self, tmp_path: Path) -> None:
         """While one process runs a resumed experiment, a second resume is refused in one line."""
