@@ -113,7 +113,12 @@ class Unpacker:
                 out = self._inflate.decompress(data, INFLATE_STEP)
             except _INFLATE_ERROR as exc:
                 raise CorruptedArchive(f"{self._label} is damaged: {exc}") from exc
-            self._process(out)
+            try:
+                self._process(out)
+            except CorruptedArchive as exc:  # the rules in members.py don't know the label
+                if str(exc).startswith(self._label):
+                    raise
+                raise type(exc)(f"{self._label}: {exc}") from None
             data = self._inflate.unconsumed_tail
             if self._inflate.eof:
                 rest = self._inflate.unused_data + data

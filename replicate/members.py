@@ -48,17 +48,15 @@ def member_path(name: str) -> str | None:
     file system could hold.
     """
     if "\0" in name:
-        raise CorruptedArchive(f"member name {name!r} in the tarball holds a NUL byte")
+        raise CorruptedArchive(f"member name {name!r} holds a NUL byte")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if name.startswith("/") or ".." in parts:
-        raise CorruptedArchive(f"unsafe member name {name!r} in the tarball")
+        raise CorruptedArchive(f"unsafe member name {name!r}")
     encoded = name.encode("utf-8", "surrogateescape")
     if len(encoded) > MAX_NAME or any(
         len(p.encode("utf-8", "surrogateescape")) > MAX_COMPONENT for p in parts
     ):
-        raise CorruptedArchive(
-            f"member name {name[:60]!r}... in the tarball is longer than a file system allows"
-        )
+        raise CorruptedArchive(f"member name {name[:60]!r}... is longer than a file system allows")
     return "/".join(parts[1:]) if len(parts) > 1 else None
 
 
@@ -70,24 +68,22 @@ def pax_records(body: bytes, *, is_global: bool = False) -> dict[bytes, bytes]:
         space = body.find(b" ", pos, pos + 21)
         digits = body[pos:space] if space > pos else b""
         if not _DIGITS.fullmatch(digits):
-            raise CorruptedArchive("damaged pax header in the tarball: bad record length")
+            raise CorruptedArchive("damaged pax header: bad record length")
         end = pos + int(digits)
         if end > len(body) or end <= space + 2 or body[end - 1 : end] != b"\n":
-            raise CorruptedArchive("damaged pax header in the tarball: bad record length")
+            raise CorruptedArchive("damaged pax header: bad record length")
         key, eq, value = body[space + 1 : end - 1].partition(b"=")
         if not key or not eq:
-            raise CorruptedArchive("damaged pax header in the tarball: a record has no key")
+            raise CorruptedArchive("damaged pax header: a record has no key")
         if key in _NUMERIC_KEYS and not _NUMBER.fullmatch(value):
             raise CorruptedArchive(
-                f"damaged pax header in the tarball: {key.decode('ascii', 'replace')} "
+                f"damaged pax header: {key.decode('ascii', 'replace')} "
                 f"is {value[:40]!r}, not a number"
             )
         if key.startswith(b"GNU.sparse."):
-            raise CorruptedArchive("the tarball holds a sparse file: not supported")
+            raise CorruptedArchive("a sparse file: not supported (only regular files are)")
         if is_global and key in _GLOBAL_REFUSED:
-            raise CorruptedArchive(
-                f"the tarball's global pax header sets {key.decode()}: not supported"
-            )
+            raise CorruptedArchive(f"a global pax header sets {key.decode()}: not supported")
         records[key] = value
         pos = end
     return records
@@ -96,9 +92,7 @@ def pax_records(body: bytes, *, is_global: bool = False) -> dict[bytes, bytes]:
 def pax_size(value: bytes) -> int:
     """A pax ``size`` record: a non-negative decimal integer."""
     if not _DIGITS.fullmatch(value):
-        raise CorruptedArchive(
-            f"damaged pax header in the tarball: size is {value[:40]!r}, not a byte count"
-        )
+        raise CorruptedArchive(f"damaged pax header: size is {value[:40]!r}, not a byte count")
     return int(value)
 
 
@@ -116,17 +110,16 @@ class Names:
     def add(self, parts: list[str], *, is_dir: bool, name: str) -> None:
         key = hash("/".join(parts))
         if key in self._files:
-            raise CorruptedArchive(f"the tarball holds {name!r} twice")
+            raise CorruptedArchive(f"member {name!r} appears twice")
         if not is_dir and key in self._dirs:
-            raise CorruptedArchive(f"the tarball holds {name!r} as a file and as a directory")
+            raise CorruptedArchive(f"member {name!r} is both a file and a directory")
         for depth in range(len(parts) - 1, 0, -1):  # ancestors, deepest first
             above = hash("/".join(parts[:depth]))
             if above in self._dirs:
                 break
             if above in self._files:
                 raise CorruptedArchive(
-                    f"the tarball holds {name!r} under {'/'.join(parts[:depth])!r}, "
-                    "which it also holds as a file"
+                    f"member {name!r} is below {'/'.join(parts[:depth])!r}, which is a file member"
                 )
             self._dirs.add(above)
         (self._dirs if is_dir else self._files).add(key)
