@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cli.helpers import invoke, read_object, write_object
 
 import replicate
-from cli.helpers import invoke, read_object, write_object
 from hostile.crafted import CASES
 from replicate.errors import CorruptedArchive
 from replicate.repository import archive_key
