@@ -4,12 +4,38 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from replicate.read.views import CheckpointView, ExperimentView
 from replicate.records import format_time, to_json_value
+
+#: What a terminal may act on: C0 controls but newline, DEL, C1 controls (8-bit CSI among
+#: them), and the bidirectional overrides that reorder what is shown.
+_UNPRINTABLE = re.compile(
+    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+#: The same, for JSON: C0 controls are escaped by json.dumps already.
+_UNPRINTABLE_OR_NEWLINE = re.compile(f"{_UNPRINTABLE.pattern}|\n")
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` safe for a terminal: control characters shown as escapes (``\\x1b``).
+
+    Every human output of the CLI goes through this (the consoles and ``echo`` of
+    cli/_render.py); stored data that others wrote cannot move the cursor, retitle the
+    window, or hide text. With ``newlines=False``, newlines are escaped as well.
+    """
+    pattern = _UNPRINTABLE if newlines else _UNPRINTABLE_OR_NEWLINE
+    return pattern.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def format_value(value: Any, *, precise: bool = False) -> str:
@@ -25,10 +51,10 @@ def format_value(value: Any, *, precise: bool = False) -> str:
             return "Infinity" if value > 0 else "-Infinity"
         return repr(value) if precise else f"{value:.4g}"
     if isinstance(value, str):
-        return value
+        return printable(value, newlines=False)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return json.dumps(to_json_value(value), ensure_ascii=False)
+    return printable(json.dumps(to_json_value(value), ensure_ascii=False))
 
 
 def format_duration(delta: timedelta) -> str:
@@ -113,5 +139,10 @@ def experiment_json(experiment: ExperimentView, *, packages: bool = True) -> dic
 
 
 def dumps(value: Any) -> str:
-    """JSON for ``--json`` output: NaN and infinities as Keepsake's strings."""
-    return json.dumps(jsonable(value), indent=2, ensure_ascii=False, allow_nan=False)
+    """JSON for ``--json`` output: NaN and infinities as Keepsake's strings.
+
+    Exact JSON, safe on a terminal: the characters a terminal acts on are ``\\u`` escapes
+    (outside strings JSON text is ASCII, so this only rewrites inside strings).
+    """
+    text = json.dumps(jsonable(value), indent=2, ensure_ascii=False, allow_nan=False)
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
