@@ -145,3 +145,24 @@ class TestCraftedTarball:
         problems = [line for line in result.stdout.splitlines() if stored.checkpoint[:7] in line]
         assert len(problems) == 1, result.output
         assert archive_key("checkpoints", stored.checkpoint) in problems[0]
+
+
+@pytest.mark.s3
+@pytest.mark.timeout(60)
+def test_the_140_byte_hang_on_s3(
+    s3_bucket: str, scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The negative pax size, stored in a real S3 bucket: all three readers refuse it."""
+    stored = write_one(f"s3://{s3_bucket}/repo", tmp_path / "project")
+    data = CASES["pax size negative"](stored.checkpoint, scene.outside)
+    write_object(stored.url, archive_key("checkpoints", stored.checkpoint), data)
+    monkeypatch.chdir(stored.project)
+    before = scene.snapshot()
+    args = ("-R", stored.url)
+    result = invoke("checkout", stored.checkpoint, *args, "-o", str(scene.target), "-f")
+    assert "damaged pax header" in one_error_line(result.stderr)
+    assert invoke("verify", stored.checkpoint, *args).exit_code != 0
+    experiment = replicate.experiments.get(stored.experiment, repository=stored.url)
+    with pytest.raises(CorruptedArchive, match="damaged pax header"):
+        experiment.checkpoint(stored.checkpoint).open("model.pth")
+    assert scene.snapshot() == before
