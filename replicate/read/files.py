@@ -200,12 +200,7 @@ def checkout(
         changed, new = _plan(output_dir, staging, files)
         if changed and confirm is not None and not confirm(changed, new):
             raise CheckoutCancelled("checkout cancelled: nothing was changed")
-        umask = _umask()
-        for rel in files:
-            target = output_dir / rel
-            os.chmod(staging / rel, sink.written[rel] & ~umask)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, target)
+        _move(staging, output_dir, sink.written)
         return CheckoutResult(output_dir, files, changed, new)
     except BaseException:
         if created:  # only what this checkout made: the topmost directory it created
@@ -241,6 +236,16 @@ def _plan(output_dir: Path, staging: Path, files: list[str]) -> tuple[list[str],
         elif not filecmp.cmp(staging / rel, target, shallow=False):
             changed.append(rel)
     return changed, new
+
+
+def _move(staging: Path, output_dir: Path, modes: dict[str, int]) -> None:
+    """Give each staged file its mode bits (less the umask) and rename it into place."""
+    umask = _umask()
+    for rel, mode in modes.items():
+        target = output_dir / rel
+        os.chmod(staging / rel, mode & ~umask)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, target)
 
 
 def _check_dir(path: Path, root: Path, rel: str, checked: set[Path]) -> None:
