@@ -17,7 +17,7 @@ class ReplicateGroup(click.Group):
     """
 
     def invoke(self, ctx: click.Context) -> Any:
-        from replicate.read.format import printable
+        from replicate.console import printable
 
         try:
             return super().invoke(ctx)

@@ -23,7 +23,8 @@ from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from replicate.read.format import format_value, printable
+from replicate.console import printable
+from replicate.read.format import format_value
 from replicate.read.views import CheckpointView
 
 

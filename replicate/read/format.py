@@ -4,38 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from replicate.console import JSON_UNSAFE, printable
 from replicate.read.views import CheckpointView, ExperimentView
 from replicate.records import format_time, to_json_value
-
-#: What a terminal may act on: C0 controls but newline, DEL, C1 controls (8-bit CSI among
-#: them), and the bidirectional overrides that reorder what is shown.
-_UNPRINTABLE = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
-)
-#: The same, for JSON: C0 controls are escaped by json.dumps already.
-_UNPRINTABLE_OR_NEWLINE = re.compile(f"{_UNPRINTABLE.pattern}|\n")
-_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str, *, newlines: bool = True) -> str:
-    """``text`` safe for a terminal: control characters shown as escapes (``\\x1b``).
-
-    Every human output of the CLI goes through this (the consoles and ``echo`` of
-    cli/_render.py); stored data that others wrote cannot move the cursor, retitle the
-    window, or hide text. With ``newlines=False``, newlines are escaped as well.
-    """
-    pattern = _UNPRINTABLE if newlines else _UNPRINTABLE_OR_NEWLINE
-    return pattern.sub(_escape, text)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def format_value(value: Any, *, precise: bool = False) -> str:
@@ -145,4 +120,4 @@ def dumps(value: Any) -> str:
     (outside strings JSON text is ASCII, so this only rewrites inside strings).
     """
     text = json.dumps(jsonable(value), indent=2, ensure_ascii=False, allow_nan=False)
-    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
