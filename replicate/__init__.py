@@ -7,6 +7,7 @@ from replicate.api import init
 from replicate.checkpoint import Checkpoint
 from replicate.errors import (
     AmbiguousID,
+    ArchiveTooLarge,
     BucketNotFound,
     CheckoutCancelled,
     ConfigError,
@@ -33,6 +34,7 @@ from replicate.read import experiments
 
 __all__ = [
     "AmbiguousID",
+    "ArchiveTooLarge",
     "BucketNotFound",
     "CheckoutCancelled",
     "Checkpoint",

@@ -168,8 +168,9 @@ def snapshot(files: list[tuple[Path, str]], dest: Path) -> dict[str, int]:
 def _clone_or_copy(source: Path, dest: Path) -> None:
     src_fd = os.open(source, os.O_RDONLY)
     try:
-        dst_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        dst_fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
+            os.fchmod(dst_fd, os.fstat(src_fd).st_mode & 0o777)  # the user's bits, no wider
             try:
                 fcntl.ioctl(dst_fd, FICLONE, src_fd)
                 return
@@ -199,7 +200,7 @@ def tar_stream(files: list[tuple[Path, str]], prefix: str) -> Iterator[bytes]:
             size = stat.st_size
             info = tarfile.TarInfo(f"{prefix}/{rel}")
             info.size = size
-            info.mode = 0o644
+            info.mode = stat.st_mode & 0o777
             info.mtime = int(stat.st_mtime)
             header = info.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape")
             yield header

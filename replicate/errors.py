@@ -11,7 +11,8 @@
     │   ├── AmbiguousID                a prefix matches several; the message lists them
     │   ├── IncompatibleRepository     repository.json is newer than this version understands
     │   ├── CorruptedMetadata          unreadable JSON; carries the key
-    │   └── CorruptedArchive           truncated or damaged tarball
+    │   └── CorruptedArchive           truncated, damaged or unsafe tarball
+    │       └── ArchiveTooLarge        more members or bytes than allowed, or than the disk holds
     ├── CheckoutCancelled              the user declined to overwrite files
     ├── StorageError                   a translated backend error; ``__cause__`` is the original
     │   ├── ObjectNotFound
@@ -69,7 +70,11 @@ class CorruptedMetadata(RepositoryError):
 
 
 class CorruptedArchive(RepositoryError):
-    """Raised when a tarball is truncated, damaged or does not match its checksum."""
+    """Raised when a tarball is truncated, damaged, unsafe or does not match its checksum."""
+
+
+class ArchiveTooLarge(CorruptedArchive):
+    """Raised when a tarball exceeds the member or size limits, or the free disk space."""
 
 
 class CheckoutCancelled(ReplicateError):

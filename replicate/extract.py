@@ -3,11 +3,16 @@
 Chunks of any size go in (as they stream from storage); members come out to a sink, with the
 first path component (``<id>/``) stripped. Truncation, damage and unsafe names raise
 CorruptedArchive.
+
+Only regular files and directories may be members; links, devices, fifos, sparse files, a
+name held twice, and a name held both as a file and as a directory are refused, as are header
+fields the format does not allow (see :mod:`replicate.members`).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable
@@ -17,12 +22,37 @@ from typing import BinaryIO, Protocol, cast
 from isal import isal_zlib
 
 from replicate.archive import CHUNK, RECORD
-from replicate.errors import CorruptedArchive
+from replicate.errors import ArchiveTooLarge, CorruptedArchive
+from replicate.members import (
+    MAX_NAME,
+    MAX_PAX,
+    DiskBudget,
+    Limits,
+    Names,
+    member_path,
+    pax_records,
+    pax_size,
+)
+
+__all__ = ["ExtractTo", "Limits", "MemberSink", "OneMember", "Unpacker", "member_path"]
 
 INFLATE_STEP = 4 * CHUNK
 _ZERO_BLOCK = bytes(RECORD)
 #: isal_zlib.error is a class; its stub declares an instance.
 _INFLATE_ERROR = cast("type[Exception]", isal_zlib.error)
+#: Members holding file data. CONTTYPE is a regular file to every reader.
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_META_TYPES = (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE)
+#: What other member types are, for messages.
+_KINDS = {
+    tarfile.SYMTYPE: "a symlink",
+    tarfile.LNKTYPE: "a hard link",
+    tarfile.CHRTYPE: "a character device",
+    tarfile.BLKTYPE: "a block device",
+    tarfile.FIFOTYPE: "a fifo",
+    tarfile.GNUTYPE_SPARSE: "a sparse file",
+    tarfile.GNUTYPE_LONGLINK: "a long link name",
+}
 
 
 class MemberSink(Protocol):
@@ -37,32 +67,6 @@ class MemberSink(Protocol):
         ...
 
 
-def member_path(name: str) -> str | None:
-    """``<id>/a/b`` → ``a/b`` (the first component stripped); None for a bare top-level name.
-
-    Raises CorruptedArchive for names that would escape the target directory.
-    """
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if name.startswith("/") or ".." in parts:
-        raise CorruptedArchive(f"unsafe member name {name!r} in the tarball")
-    return "/".join(parts[1:]) if len(parts) > 1 else None
-
-
-def _pax_records(body: bytes) -> dict[bytes, bytes]:
-    records: dict[bytes, bytes] = {}
-    pos = 0
-    while pos < len(body) and body[pos : pos + 1] != b"\0":
-        space = body.find(b" ", pos)
-        try:
-            length = int(body[pos:space])
-        except ValueError:
-            raise CorruptedArchive("damaged pax header in the tarball") from None
-        key, _, value = body[space + 1 : pos + length - 1].partition(b"=")
-        records[key] = value
-        pos += length
-    return records
-
-
 class Unpacker:
     """Reads a tar.gz fed in chunks of any size and hands its regular files to a sink.
 
@@ -72,10 +76,19 @@ class Unpacker:
     """
 
     def __init__(
-        self, sink: MemberSink, label: str, *, on_name: Callable[[str], None] | None = None
+        self,
+        sink: MemberSink,
+        label: str,
+        *,
+        on_name: Callable[[str], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """``on_name`` sees each regular member's full name (the sink sees it stripped)."""
         self._sink = sink
+        self._limits = limits or Limits()
+        self._names = Names()
+        self._headers = 0
+        self._total = 0
         self._label = label
         self._on_name = on_name
         self._inflate = isal_zlib.decompressobj(31)
@@ -100,7 +113,12 @@ class Unpacker:
                 out = self._inflate.decompress(data, INFLATE_STEP)
             except _INFLATE_ERROR as exc:
                 raise CorruptedArchive(f"{self._label} is damaged: {exc}") from exc
-            self._process(out)
+            try:
+                self._process(out)
+            except CorruptedArchive as exc:  # the rules in members.py don't know the label
+                if str(exc).startswith(self._label):
+                    raise
+                raise type(exc)(f"{self._label}: {exc}") from None
             data = self._inflate.unconsumed_tail
             if self._inflate.eof:
                 rest = self._inflate.unused_data + data
@@ -161,28 +179,62 @@ class Unpacker:
         if block == _ZERO_BLOCK:
             self._ended = True  # end-of-archive marker
             return
+        self._headers += 1
+        if self._headers > self._limits.members:
+            raise ArchiveTooLarge(
+                f"{self._label} holds more than {self._limits.members:,} members: refused"
+            )
         try:
             info = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
         except tarfile.HeaderError as exc:
             raise CorruptedArchive(f"{self._label} is damaged: bad tar header ({exc})") from exc
-        kind = info.type
-        size = info.size
-        if kind in tarfile.REGULAR_TYPES and b"size" in self._pax:
-            size = int(self._pax[b"size"])
+        kind, size = info.type, info.size
+        if kind in _META_TYPES:
+            self._start_meta(kind, size)
+            return
+        if b"size" in self._pax:
+            size = pax_size(self._pax[b"size"])
+        if size < 0:
+            raise CorruptedArchive(f"{self._label} is damaged: a member's size is negative")
+        path = self._pax.get(b"path")
+        full = path.decode("utf-8", "surrogateescape") if path else self._long_name or info.name
+        self._long_name, self._pax = None, {}
+        if kind not in _FILE_TYPES and kind != tarfile.DIRTYPE:
+            what = _KINDS.get(kind, f"an unknown member type {kind!r}")
+            raise CorruptedArchive(
+                f"{self._label} holds {what}, {full!r}: only regular files are allowed"
+            )
+        rel = member_path(full)
+        parts = [p for p in full.split("/") if p not in ("", ".")]
+        if not parts:
+            raise CorruptedArchive(f"{self._label} holds a member with an empty name")
+        self._names.add(parts, is_dir=kind == tarfile.DIRTYPE, name=full)
+        if kind == tarfile.DIRTYPE:
+            size = 0  # a directory's size field means nothing: no data follows it
+        self._total += size
+        if self._total > self._limits.total_bytes:
+            raise ArchiveTooLarge(
+                f"{self._label} declares more than {self._limits.total_bytes:,} bytes: refused"
+            )
         self._remaining, self._padding = size, -size % RECORD
-        if kind in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE):
-            self._meta, self._meta_type = bytearray(), kind
-        elif kind in tarfile.REGULAR_TYPES:
-            path = self._pax.get(b"path")
-            name = path.decode("utf-8", "surrogateescape") if path else None
-            full = name or self._long_name or info.name
+        if kind != tarfile.DIRTYPE:
             if self._on_name is not None:
                 self._on_name(full)
-            rel = member_path(full)
             self._rel = rel or ""
-            self._file = self._sink.begin(rel, size, info.mode) if rel else None
-        if kind not in (tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE):
-            self._long_name, self._pax = None, {}
+            self._file = self._sink.begin(rel, size, info.mode & 0o777) if rel else None
+        if not self._remaining:
+            self._finish_member()
+
+    def _start_meta(self, kind: bytes, size: int) -> None:
+        """A GNU long name or a pax header: its body is buffered, so its size is bounded."""
+        bound = MAX_NAME + 1 if kind == tarfile.GNUTYPE_LONGNAME else MAX_PAX
+        if not 0 <= size <= bound:
+            raise CorruptedArchive(
+                f"{self._label} is damaged: a {size:,}-byte long-name or pax header "
+                f"(at most {bound:,} allowed)"
+            )
+        self._meta, self._meta_type = bytearray(), kind
+        self._remaining, self._padding = size, -size % RECORD
         if not self._remaining:
             self._finish_member()
 
@@ -192,8 +244,10 @@ class Unpacker:
             self._meta = None
             if self._meta_type == tarfile.GNUTYPE_LONGNAME:
                 self._long_name = body.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif self._meta_type == tarfile.XGLTYPE:
+                pax_records(body, is_global=True)  # checked; nothing in it is used
             else:
-                self._pax = _pax_records(body)
+                self._pax = pax_records(body)
         elif self._file is not None:
             file, self._file = self._file, None
             if self._sink.end(self._rel, file):
@@ -201,13 +255,19 @@ class Unpacker:
 
 
 class ExtractTo:
-    """A sink writing members under ``dest``; with ``paths``, only those files or directories."""
+    """A sink writing members under ``dest``; with ``paths``, only those files or directories.
+
+    Files are created private (0600) and new (never through an existing name): their modes
+    are applied when they are moved into place. A later archive's member replaces an earlier
+    archive's file or directory of the same name (the checkpoint's files win over the code).
+    """
 
     def __init__(self, dest: Path, paths: Iterable[str] | None = None) -> None:
         self.dest = dest
         self.paths = None if paths is None else [p.strip("/") for p in paths]
-        #: Relative paths written so far, in order, without duplicates.
+        #: Relative paths written so far, in order, with the mode bits their member gave.
         self.written: dict[str, int] = {}
+        self._budget = DiskBudget(dest)
 
     def wants(self, rel: str) -> bool:
         if self.paths is None:
@@ -217,17 +277,34 @@ class ExtractTo:
     def begin(self, rel: str, size: int, mode: int) -> BinaryIO | None:
         if not self.wants(rel):
             return None
+        self._budget.claim(rel, size)
         target = self.dest / rel
+        self._make_room(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        file = open(target, "wb")  # noqa: SIM115 - closed in end() or Unpacker.abort()
-        if mode & 0o111:
-            os.chmod(target, 0o755)
-        return file
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.written.pop(rel, None)
+        self.written[rel] = mode & 0o777
+        return os.fdopen(fd, "wb")
 
     def end(self, rel: str, file: BinaryIO) -> bool:
         file.close()
-        self.written[rel] = self.written.get(rel, 0) + 1
         return False
+
+    def _make_room(self, rel: str) -> None:
+        """Remove what an earlier archive wrote at ``rel`` or at a file above it."""
+        parts = rel.split("/")
+        for depth in range(1, len(parts)):
+            above = "/".join(parts[:depth])
+            if above in self.written:  # a file where a directory is wanted
+                (self.dest / above).unlink()
+                del self.written[above]
+                return
+        if rel in self.written:
+            (self.dest / rel).unlink()
+        elif (self.dest / rel).is_dir():  # a directory where a file is wanted
+            shutil.rmtree(self.dest / rel)
+            for name in [n for n in self.written if n.startswith(rel + "/")]:
+                del self.written[name]
 
 
 class OneMember:
@@ -244,6 +321,7 @@ class OneMember:
         if rel != self.rel:
             self.is_directory = self.is_directory or rel.startswith(self.rel + "/")
             return None
+        DiskBudget(Path(tempfile.gettempdir())).claim(rel, size)
         fd, name = tempfile.mkstemp(prefix="replicate-open-")
         self.path = Path(name)
         return os.fdopen(fd, "wb")

@@ -11,13 +11,22 @@ from replicate.errors import ReplicateError
 
 
 class ReplicateGroup(click.Group):
-    """A click group that turns ReplicateError into one clear line and exit code 1."""
+    """A click group that turns ReplicateError into one clear line and exit code 1.
+
+    Error lines are made printable here: control characters are shown as escapes.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from replicate.console import printable
+
         try:
             return super().invoke(ctx)
         except ReplicateError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(printable(str(exc))) from exc
+        except click.ClickException as exc:  # messages may quote names from stored data
+            if printable(exc.message) == exc.message:
+                raise
+            raise click.ClickException(printable(exc.message)) from exc
 
 
 @click.group(cls=ReplicateGroup, context_settings={"help_option_names": ["-h", "--help"]})

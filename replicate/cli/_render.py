@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 from rich.cells import cell_len
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -19,9 +19,11 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
+from replicate.console import printable
 from replicate.read.format import format_value
 from replicate.read.views import CheckpointView
 
@@ -30,13 +32,36 @@ def no_color() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
+class SafeConsole(Console):
+    """A console that prints text others wrote harmlessly: control characters as escapes.
+
+    Everything printed is cut into segments by :meth:`render`; the text of each one is made
+    printable there, before rich adds its own styling codes. Markup is off: a ``[`` in a
+    param name is text.
+    """
+
+    def render(
+        self, renderable: RenderableType, options: ConsoleOptions | None = None
+    ) -> Iterator[Segment]:
+        for segment in super().render(renderable, options):
+            if segment.control or not segment.text:
+                yield segment
+            else:
+                yield Segment(printable(segment.text), segment.style)
+
+
 def stdout() -> Console:
     """A console on the current stdout (tables fold to the width; 80 when not a terminal)."""
-    return Console(highlight=False, no_color=no_color(), soft_wrap=False)
+    return SafeConsole(highlight=False, no_color=no_color(), soft_wrap=False, markup=False)
 
 
 def stderr() -> Console:
-    return Console(stderr=True, highlight=False, no_color=no_color())
+    return SafeConsole(stderr=True, highlight=False, no_color=no_color(), markup=False)
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """``click.echo`` for every plain line the CLI prints: control characters as escapes."""
+    click.echo(printable(message), err=err)
 
 
 def table(*columns: str, wrap: Sequence[str] = (), **options: Any) -> Table:
@@ -165,7 +190,7 @@ def confirm(question: str, *, force: bool) -> None:
             f"{question.rstrip('?')}: refusing to ask without a terminal on stdin; "
             "pass -f/--force to go ahead"
         )
-    if not click.confirm(question, default=False, err=True):
+    if not click.confirm(printable(question), default=False, err=True):
         raise click.ClickException("cancelled, nothing was changed")
 
 

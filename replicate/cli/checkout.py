@@ -62,13 +62,10 @@ def checkout_command(
     )
     with _render.progress_bar(f"checkout {short_id(id)}", bytes_=True) as bar:
 
-        def ask(changed: list[str]) -> bool:
+        def ask(changed: list[str], new: list[str]) -> bool:
             bar.stop()
-            listed = ", ".join(changed[:LISTED])
-            more = f" and {len(changed) - LISTED} more" if len(changed) > LISTED else ""
-            _render.confirm(
-                f"Overwrite {len(changed)} file(s) in {output_dir} ({listed}{more})?", force=force
-            )
+            created = f" and create {_listed(new)}" if new else ""
+            _render.confirm(f"Overwrite {_listed(changed)}{created} in {output_dir}?", force=force)
             return True
 
         result = checkout(
@@ -82,9 +79,16 @@ def checkout_command(
             on_progress=bar.advance,
         )
     overwritten = f", {len(result.overwritten)} overwritten" if result.overwritten else ""
-    click.echo(
+    overwritten += f", {len(result.new)} new" if result.new else ""
+    _render.echo(
         f"Checked out {label} to {result.output_dir} ({len(result.files)} files{overwritten})."
     )
+
+
+def _listed(names: list[str]) -> str:
+    """``3 file(s) (a, b, c)``, naming at most LISTED of them."""
+    more = f" and {len(names) - LISTED} more" if len(names) > LISTED else ""
+    return f"{len(names)} file(s) ({', '.join(names[:LISTED])}{more})"
 
 
 COMMANDS = (checkout_command,)

@@ -123,7 +123,7 @@ def diff_command(state: CliState, ids: tuple[str, ...], as_json: bool) -> None:
             body[key] = {
                 name: [None if v is MISSING else v for v in values] for name, values in rows
             }
-        click.echo(dumps(body))
+        _render.echo(dumps(body))
         return
     console = _render.stdout()
     grid = _render.table("", *("" for _ in sides), show_header=False)

@@ -44,7 +44,7 @@ def gc_command(state: CliState, keep_best: int, keep_last: int, dry_run: bool, f
         console.info(f"left {plan.running} running experiment(s) alone")
     doomed = plan.doomed
     if not doomed:
-        click.echo(
+        _render.echo(
             f"Nothing to delete: every stopped experiment has at most {keep_best} best and "
             f"{keep_last} last checkpoint(s) with files."
         )
@@ -61,7 +61,7 @@ def gc_command(state: CliState, keep_best: int, keep_last: int, dry_run: bool, f
             )
     _render.emit(_render.stdout(), grid)
     verb = "Would delete" if dry_run else "Deleting"
-    click.echo(
+    _render.echo(
         f"{verb} {len(doomed)} checkpoint(s) of {len(plan.removal.checkpoints)} experiment(s), "
         f"{decimal(plan.size)}."
     )
@@ -69,7 +69,7 @@ def gc_command(state: CliState, keep_best: int, keep_last: int, dry_run: bool, f
         return
     _render.confirm(f"Delete {len(doomed)} checkpoint(s) from {state.url}?", force=force)
     run_removal(state, plan.removal)
-    click.echo(f"Deleted {len(doomed)} checkpoint(s).")
+    _render.echo(f"Deleted {len(doomed)} checkpoint(s).")
 
 
 COMMANDS = (gc_command,)

@@ -93,13 +93,13 @@ def print_experiments(
     experiments = sort_experiments(apply_filters(experiments, filters), sort)
     if quiet:
         for experiment in experiments:
-            click.echo(experiment.id)
+            _render.echo(experiment.id)
     elif as_json:
-        click.echo(dumps([experiment_json(e, packages=show_all) for e in experiments]))
+        _render.echo(dumps([experiment_json(e, packages=show_all) for e in experiments]))
     elif not experiments:
         what = "running experiments" if running_only else "experiments"
         matching = " matching the filters" if filters else ""
-        click.echo(f"No {what}{matching} in {state.url}.")
+        _render.echo(f"No {what}{matching} in {state.url}.")
     else:
         render_table(_render.stdout(), experiments, show_all=show_all)
 

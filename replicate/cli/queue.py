@@ -53,10 +53,10 @@ def queue_command(state: CliState, as_json: bool) -> None:
     """
     states = queue_states(state.config)
     if as_json:
-        click.echo(json.dumps([as_dict(s) for s in states], indent=2))
+        _render.echo(json.dumps([as_dict(s) for s in states], indent=2))
         return
     if not states:
-        click.echo(f"No uploads queued in {state.config.spool_dir}.")
+        _render.echo(f"No uploads queued in {state.config.spool_dir}.")
         return
     grid = _render.table("JOB", "EXPERIMENT", "SIZE", "AGE", "OWNER", "STATUS", "LAST ERROR")
     for s in states:
@@ -75,7 +75,7 @@ def queue_command(state: CliState, as_json: bool) -> None:
     _render.emit(_render.stdout(), grid)
     dead = sum(1 for s in states if not s.owner_alive)
     if dead:
-        click.echo(
+        _render.echo(
             f"{dead} job(s) belong to processes that ended: run `replicate wait` to upload them.",
             err=True,
         )

@@ -28,10 +28,10 @@ def rm_command(state: CliState, ids: tuple[str, ...], force: bool) -> None:
     """
     removal = plan_removal(ids, config=state.config)
     lines = removal.lines()
-    click.echo("\n".join(["Deleting:", *(f"  {line}" for line in lines)]))
+    _render.echo("\n".join(["Deleting:", *(f"  {line}" for line in lines)]))
     _render.confirm(f"Delete these {len(lines)} item(s) from {state.url}?", force=force)
     run_removal(state, removal)
-    click.echo(f"Deleted {len(lines)} item(s).")
+    _render.echo(f"Deleted {len(lines)} item(s).")
 
 
 COMMANDS = (rm_command,)

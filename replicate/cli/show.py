@@ -154,11 +154,11 @@ def show_command(state: CliState, id: str, as_json: bool, show_all: bool) -> Non
     experiment, checkpoint = view_of(source, state.run(find))
     if as_json:
         if checkpoint is None:
-            click.echo(dumps(experiment_json(experiment)))
+            _render.echo(dumps(experiment_json(experiment)))
         else:
             body = checkpoint_json(checkpoint)
             body["experiment"] = experiment_json(experiment, packages=show_all)
-            click.echo(dumps(body))
+            _render.echo(dumps(body))
         return
     console = _render.stdout()
     if checkpoint is None:

@@ -25,11 +25,11 @@ def verify_command(state: CliState, ids: tuple[str, ...], as_json: bool) -> None
     with _render.progress_bar("verifying", bytes_=True) as bar:
         report = verify(ids, config=state.config, on_total=bar.total, on_progress=bar.advance)
     if as_json:
-        click.echo(dumps([p.to_json() for p in report.problems]))
+        _render.echo(dumps([p.to_json() for p in report.problems]))
     else:
         for problem in report.problems:
-            click.echo(problem.line())
-        click.echo(report.summary())
+            _render.echo(problem.line())
+        _render.echo(report.summary())
     if report.problems:
         raise SystemExit(1)
 

@@ -29,7 +29,7 @@ def wait_command(state: CliState, timeout: float | None) -> None:
 
         result = drain(state.config, timeout=timeout, on_start=start, on_progress=bar.set)
     if not result.jobs:
-        click.echo("Nothing to upload: the queue is empty.")
+        _render.echo("Nothing to upload: the queue is empty.")
         return
     if result.timed_out:
         raise click.ClickException(
@@ -41,7 +41,7 @@ def wait_command(state: CliState, timeout: float | None) -> None:
             f"{len(result.failed)} job(s) did not upload and stay queued "
             f"(`replicate queue` shows them):\n{lines}"
         )
-    click.echo(f"All {len(result.jobs)} job(s) uploaded.")
+    _render.echo(f"All {len(result.jobs)} job(s) uploaded.")
 
 
 COMMANDS = [wait_command]

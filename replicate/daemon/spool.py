@@ -116,6 +116,9 @@ class Spool:
 
     def ensure(self) -> None:
         if not self._ensured:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.root.stat().st_mode & 0o077 and self.root.stat().st_uid == os.getuid():
+                os.chmod(self.root, 0o700)  # made before spools were private: tighten it
             self.journal_dir.mkdir(parents=True, exist_ok=True)
             self.owners_dir.mkdir(parents=True, exist_ok=True)
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +135,7 @@ class Spool:
         path = self._lock_path(owner)
         if path in _held:
             return True
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

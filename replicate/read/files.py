@@ -138,10 +138,12 @@ class CheckoutResult:
     files: list[str] = field(default_factory=list)
     #: Of those, the ones that replaced a different existing file.
     overwritten: list[str] = field(default_factory=list)
+    #: Of those, the ones that did not exist before.
+    new: list[str] = field(default_factory=list)
 
 
-#: Asked with the files a checkout would overwrite; False cancels it.
-Confirm = Callable[[list[str]], bool]
+#: Asked with the files a checkout would overwrite, then the new ones; False cancels it.
+Confirm = Callable[[list[str], list[str]], bool]
 
 
 def checkout(
@@ -158,7 +160,9 @@ def checkout(
     """Extract the code, then the checkpoint's files over it, into ``output_dir``.
 
     Everything goes to a staging dir beside the target first, so a truncated tarball leaves
-    nothing half-written. ``confirm`` is asked before files that differ are overwritten.
+    nothing half-written. Every target is checked before anything moves (a directory in the
+    way, a file where a directory belongs, a symlink leading out of ``output_dir``).
+    ``confirm`` is asked before files that differ are overwritten, and sees the new ones too.
     """
     _not_pending(checkpoint, source)
     todo = archives(experiment, checkpoint)
@@ -193,16 +197,11 @@ def checkout(
         if paths is not None and not sink.written:
             raise DoesNotExist(f"nothing matches {', '.join(paths)} in {what}")
         files = sorted(sink.written)
-        changed = [rel for rel in files if _differs(staging / rel, output_dir / rel)]
-        if changed and confirm is not None and not confirm(changed):
+        changed, new = _plan(output_dir, staging, files)
+        if changed and confirm is not None and not confirm(changed, new):
             raise CheckoutCancelled("checkout cancelled: nothing was changed")
-        for rel in files:
-            target = output_dir / rel
-            if target.is_dir() and not target.is_symlink():
-                raise ValidationError(f"cannot check out {rel}: {target} is a directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staging / rel, target)
-        return CheckoutResult(output_dir, files, changed)
+        _move(staging, output_dir, sink.written)
+        return CheckoutResult(output_dir, files, changed, new)
     except BaseException:
         if created:  # only what this checkout made: the topmost directory it created
             shutil.rmtree(created[-1], ignore_errors=True)
@@ -211,7 +210,73 @@ def checkout(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _differs(new: Path, old: Path) -> bool:
-    if not old.exists() and not old.is_symlink():
-        return False
-    return not old.is_file() or not filecmp.cmp(new, old, shallow=False)
+def _plan(output_dir: Path, staging: Path, files: list[str]) -> tuple[list[str], list[str]]:
+    """Check every target before anything moves; return (changed, new) relative paths.
+
+    Raises ValidationError for a directory where a file goes, a non-directory where a
+    directory goes, or a symlinked directory that leads outside ``output_dir`` (writing
+    through it would write elsewhere). A symlink at a file's own place is replaced, not
+    followed, so it only counts as a change.
+    """
+    root = output_dir.resolve()
+    checked: set[Path] = set()
+    changed, new = [], []
+    for rel in files:
+        target = output_dir / rel
+        for above in reversed(target.relative_to(output_dir).parents[:-1]):
+            _check_dir(output_dir / above, root, rel, checked)
+        if target.is_symlink():
+            changed.append(rel)
+        elif target.is_dir():
+            raise ValidationError(
+                f"cannot check out {rel}: {target} is a directory; move it away or use -o"
+            )
+        elif not target.exists():
+            new.append(rel)
+        elif not filecmp.cmp(staging / rel, target, shallow=False):
+            changed.append(rel)
+    return changed, new
+
+
+def _move(staging: Path, output_dir: Path, modes: dict[str, int]) -> None:
+    """Give each staged file its mode bits (less the umask) and rename it into place."""
+    umask = _umask()
+    for rel, mode in modes.items():
+        target = output_dir / rel
+        os.chmod(staging / rel, mode & ~umask)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging / rel, target)
+
+
+def _check_dir(path: Path, root: Path, rel: str, checked: set[Path]) -> None:
+    """``path`` must be missing, or a directory inside ``root`` (through symlinks too)."""
+    if path in checked:
+        return
+    if path.is_symlink():
+        resolved = path.resolve()
+        if resolved != root and root not in resolved.parents:
+            raise ValidationError(
+                f"cannot check out {rel}: {path} is a symlink to {resolved}, outside "
+                f"{root}; remove the link or check out elsewhere with -o"
+            )
+        if not resolved.is_dir():
+            raise ValidationError(
+                f"cannot check out {rel}: {path} is a symlink to {resolved}, not a directory"
+            )
+    elif path.exists() and not path.is_dir():
+        raise ValidationError(
+            f"cannot check out {rel}: {path} is a file, and the checkpoint has files below it"
+        )
+    checked.add(path)
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux), else the usual 022."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from replicate.console import JSON_UNSAFE, printable
 from replicate.read.views import CheckpointView, ExperimentView
 from replicate.records import format_time, to_json_value
 
@@ -25,10 +26,10 @@ def format_value(value: Any, *, precise: bool = False) -> str:
             return "Infinity" if value > 0 else "-Infinity"
         return repr(value) if precise else f"{value:.4g}"
     if isinstance(value, str):
-        return value
+        return printable(value, newlines=False)
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
-    return json.dumps(to_json_value(value), ensure_ascii=False)
+    return printable(json.dumps(to_json_value(value), ensure_ascii=False))
 
 
 def format_duration(delta: timedelta) -> str:
@@ -113,5 +114,10 @@ def experiment_json(experiment: ExperimentView, *, packages: bool = True) -> dic
 
 
 def dumps(value: Any) -> str:
-    """JSON for ``--json`` output: NaN and infinities as Keepsake's strings."""
-    return json.dumps(jsonable(value), indent=2, ensure_ascii=False, allow_nan=False)
+    """JSON for ``--json`` output: NaN and infinities as Keepsake's strings.
+
+    Exact JSON, safe on a terminal: the characters a terminal acts on are ``\\u`` escapes
+    (outside strings JSON text is ASCII, so this only rewrites inside strings).
+    """
+    text = json.dumps(jsonable(value), indent=2, ensure_ascii=False, allow_nan=False)
+    return JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
