@@ -123,7 +123,7 @@ def run_and_kill(trial: Trial, project: Path, env: dict[str, str]) -> tuple[bool
                 break  # it ended before the moment came
             if line:
                 seen.append(line)
-            if (trial.target == "time" and not line) or line == trial.target:
+            if (trial.target == "time" and not line) or line.split(" ")[:2] == trial.target.split():
                 if trial.target != "time":
                     time.sleep(trial.offset)  # the kill moment itself, not a synchronisation
                 os.killpg(process.pid, signal.SIGKILL)

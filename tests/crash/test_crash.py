@@ -17,8 +17,7 @@ TRIALS = {
         chaos.Trial(seed=14, steps=2, size=32 << 20, target="@exit", offset=0.0),
     ],
     "s3": [
-        chaos.Trial(seed=21, steps=2, size=8 << 20, target="C 1", offset=0.0),
-        chaos.Trial(seed=23, steps=2, size=32 << 20, target="@exit", offset=0.0),
+        chaos.Trial(seed=21, steps=2, size=16 << 20, target="C 0", offset=0.0),
     ],
 }
 
