@@ -7,8 +7,9 @@ wait`` (the real CLI) must land every printed checkpoint with the bytes of its o
 ``replicate verify`` must find no metadata pointing at missing data. Checked with raw json and
 tarfile, not through the library.
 
-``make chaos`` runs this module: ``CHAOS_TRIALS`` trials (default 300) on local disk and on a
-SeaweedFS it starts, then prints the counts; exit 1 on any lost checkpoint or failure.
+``make chaos`` runs this module: ``CHAOS_TRIALS`` trials (default 300, alternating between
+local disk and a SeaweedFS it starts; ``CHAOS_SECONDS`` stops starting new ones after that
+long), then prints the counts; exit 1 on any lost checkpoint or failure.
 """
 
 from __future__ import annotations
@@ -199,7 +200,9 @@ def check(trial: Trial, seen: list[str], project: Path, url: str, env: dict[str,
         entry = stored.get(checkpoint_id)
         data = raw.read(url, f"checkpoints/{checkpoint_id}.tar.gz")
         if entry is None or data is None:
-            outcome.lost.append(f"{checkpoint_id} (step {step}): json={bool(entry)} tar={bool(data)}")
+            outcome.lost.append(
+                f"{checkpoint_id} (step {step}): json={bool(entry)} tar={bool(data)}"
+            )
             continue
         want = {f"{checkpoint_id}/model.pth": expected_bytes(trial.seed, step, trial.size)}
         if entry.get("step") != step or raw.tar_members(data) != want:
@@ -302,7 +305,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=int(os.environ.get("CHAOS_TRIALS", 300)))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", 1)))
     parser.add_argument("--backends", default=os.environ.get("CHAOS_BACKENDS", "file,s3"))
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", 0)))
     args = parser.parse_args()
+    stop_at = time.monotonic() + args.seconds if args.seconds else float("inf")
     from servers import make_s3_bucket, start_seaweedfs
 
     backends = args.backends.split(",")
@@ -319,6 +324,9 @@ def main() -> int:
         try:
             rng = random.Random(args.seed)
             for n in range(args.trials):
+                if time.monotonic() > stop_at:
+                    print(f"time budget spent after {n} trials", flush=True)
+                    break
                 backend = backends[n % len(backends)]
                 trial = plan(rng, args.seed * 100000 + n)
                 workdir = base / f"trial-{n}"

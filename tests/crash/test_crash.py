@@ -53,4 +53,3 @@ def test_seeded_kills_on_s3(s3_bucket: str, tmp_path: Path) -> None:
     trials = TRIALS["s3"]
     tally = run(trials, lambda n: f"s3://{s3_bucket}/t{n}", tmp_path)
     assert_nothing_lost(tally, len(trials))
-
