@@ -119,7 +119,7 @@ def run_and_kill(trial: Trial, project: Path, env: dict[str, str]) -> tuple[bool
             except queue.Empty:
                 line = ""
                 if trial.target != "time":
-                    raise RuntimeError(f"the training script printed nothing for 120 s: {seen}")
+                    raise RuntimeError(f"the script printed nothing for 120 s: {seen}") from None
             if line is None:
                 break  # it ended before the moment came
             if line:
@@ -150,7 +150,7 @@ def run_and_kill(trial: Trial, project: Path, env: dict[str, str]) -> tuple[bool
 def stage_of(seen: list[str], project: Path, url: str) -> str:
     """Where the kill hit, read from the last marker and the state it left behind."""
     markers = [line for line in seen if line.startswith("@")]
-    if not markers or markers[-1] == "@init" and not any(s.startswith("E ") for s in seen):
+    if not markers or ((markers[-1] == "@init") and not any(s.startswith("E ") for s in seen)):
         return "init"
     if markers[-1] == "@exit":
         return "exit drain"
@@ -209,7 +209,7 @@ def check(trial: Trial, seen: list[str], project: Path, url: str, env: dict[str,
             outcome.failures.append(f"checkpoint {checkpoint_id} does not hold step {step}")
             continue
         outcome.landed += 1
-    if len(stored) != len(set(stored)) or record and len(record["checkpoints"]) != len(stored):
+    if len(stored) != len(set(stored)) or (record and len(record["checkpoints"]) != len(stored)):
         outcome.failures.append(f"a checkpoint is listed twice in {experiment_id}")
     outcome.failures += dangling(url)
     verified = cli(project, env, "verify")
@@ -302,10 +302,12 @@ def test_env(extra: dict[str, str]) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trials", type=int, default=int(os.environ.get("CHAOS_TRIALS", 300)))
-    parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", 1)))
+    parser.add_argument("--trials", type=int, default=int(os.environ.get("CHAOS_TRIALS", "300")))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "1")))
     parser.add_argument("--backends", default=os.environ.get("CHAOS_BACKENDS", "file,s3"))
-    parser.add_argument("--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", 0)))
+    parser.add_argument(
+        "--seconds", type=float, default=float(os.environ.get("CHAOS_SECONDS", "0"))
+    )
     args = parser.parse_args()
     stop_at = time.monotonic() + args.seconds if args.seconds else float("inf")
     from servers import make_s3_bucket, start_seaweedfs

@@ -1,4 +1,4 @@
-"""Reading a repository back without the library: plain files, or a plain botocore client."""
+"""Reading a repository back without the library: plain files, botocore, or GCS's JSON API."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ import io
 import json
 import os
 import tarfile
+import urllib.error
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
 from servers import s3_client
+
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
 
 
 def _split(url: str) -> tuple[str, str]:
@@ -20,7 +24,7 @@ def _split(url: str) -> tuple[str, str]:
 
 
 def read(url: str, key: str) -> bytes | None:
-    """The object ``key`` of the repository at ``url`` (file:// or s3://), None if missing."""
+    """The object ``key`` of the repository at ``url`` (file, s3, gs), None if missing."""
     if url.startswith("file://"):
         path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)) / key
         try:
@@ -28,6 +32,17 @@ def read(url: str, key: str) -> bytes | None:
         except FileNotFoundError:
             return None
     bucket, prefix = _split(url)
+    if url.startswith("gs://"):
+        name = urllib.parse.quote(f"{prefix}/{key}", safe="")
+        address = f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b/{bucket}/o/{name}?alt=media"
+        try:
+            with _opener.open(address, timeout=30) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as e:
+            e.close()
+            if e.code == 404:
+                return None
+            raise
     client = s3_client(os.environ["AWS_ENDPOINT_URL_S3"])
     try:
         response = client.get_object(Bucket=bucket, Key=f"{prefix}/{key}".lstrip("/"))
