@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from replicate.daemon import Landed
-from replicate.errors import DaemonClosed, JobFailed, UploadFailed, ValidationError
+from replicate.errors import DaemonClosed, JobFailed, NotSaved, UploadFailed, ValidationError
 from replicate.ids import short_id
 from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal, to_json_value
 
@@ -65,9 +65,9 @@ class Checkpoint:
         return f"<Checkpoint {self.short_id} step={self.step} {state}>"
 
 
-def failed_future(error: str) -> Future[Landed]:
+def failed_future(error: str, *, queued: bool = True) -> Future[Landed]:
     future: Future[Landed] = Future()
-    future.set_exception(JobFailed(error, permanent=False))
+    future.set_exception(JobFailed(error, permanent=False) if queued else NotSaved(error))
     return future
 
 

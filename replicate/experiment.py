@@ -15,7 +15,7 @@ from replicate import archive, console
 from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
-from replicate.errors import DaemonError, DoesNotExist, UploadFailed, ValidationError
+from replicate.errors import DaemonError, DoesNotExist, NotSaved, UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.records import (
     CheckpointRecord,
@@ -197,7 +197,7 @@ class Experiment:
                 f"could not queue it in {self._spool.root}: {exc.strerror or exc}"
             )
             console.warn(message + " (training goes on; free some disk space)")
-            future = failed_future(message)
+            future = failed_future(message, queued=False)
         except BaseException:
             self._spool.discard(job_id)
             raise
@@ -319,11 +319,19 @@ class Experiment:
                 f"experiment {self.short_id} stopped with uploads still pending after {timeout} s; "
                 "they go on in the background (`replicate wait` finishes them if this process ends)"
             )
-        if failures:
-            message = (
-                f"{len(failures)} upload(s) of experiment {self.short_id} failed and stay queued: "
-                "run `replicate queue` to see why and `replicate wait` to retry"
+        with self._lock:  # never queued, so `replicate queue` does not list them
+            futures = [future for _, future in self._futures]
+        unsaved = sum(1 for f in futures if f.done() and isinstance(f.exception(), NotSaved))
+        parts = []
+        if unsaved:
+            parts.append(f"{unsaved} checkpoint(s) of experiment {self.short_id} were NOT saved")
+        if len(failures) > unsaved:
+            parts.append(
+                f"{len(failures) - unsaved} upload(s) of experiment {self.short_id} failed and "
+                "stay queued: run `replicate queue` to see why and `replicate wait` to retry"
             )
+        message = "; ".join(parts)
+        if failures:
             console.warn(message)
             if raise_on_error:
                 raise UploadFailed(message, failures)
