@@ -71,6 +71,20 @@ def failed_future(error: str, *, queued: bool = True) -> Future[Landed]:
     return future
 
 
+def failure_summary(experiment: str, futures: list[Future[Landed]], failed: int) -> str:
+    """What stop() says about ``failed`` failures: the never-queued ones are not in the queue."""
+    unsaved = sum(1 for f in futures if f.done() and isinstance(f.exception(), NotSaved))
+    parts = (
+        [f"{unsaved} checkpoint(s) of experiment {experiment} were NOT saved"] if unsaved else []
+    )
+    if failed > unsaved:
+        parts.append(
+            f"{failed - unsaved} upload(s) of experiment {experiment} failed and stay queued: "
+            "run `replicate queue` to see why and `replicate wait` to retry"
+        )
+    return "; ".join(parts)
+
+
 def validate_metrics(
     metrics: Mapping[str, Any] | None, primary_metric: Any
 ) -> tuple[dict[str, Any], PrimaryMetric | None]:

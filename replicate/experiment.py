@@ -12,10 +12,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from replicate import archive, console
-from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
+from replicate.checkpoint import Checkpoint, failed_future, failure_summary, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
-from replicate.errors import DaemonError, DoesNotExist, NotSaved, UploadFailed, ValidationError
+from replicate.errors import DaemonError, DoesNotExist, UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.records import (
     CheckpointRecord,
@@ -319,19 +319,10 @@ class Experiment:
                 f"experiment {self.short_id} stopped with uploads still pending after {timeout} s; "
                 "they go on in the background (`replicate wait` finishes them if this process ends)"
             )
-        with self._lock:  # never queued, so `replicate queue` does not list them
-            futures = [future for _, future in self._futures]
-        unsaved = sum(1 for f in futures if f.done() and isinstance(f.exception(), NotSaved))
-        parts = []
-        if unsaved:
-            parts.append(f"{unsaved} checkpoint(s) of experiment {self.short_id} were NOT saved")
-        if len(failures) > unsaved:
-            parts.append(
-                f"{len(failures) - unsaved} upload(s) of experiment {self.short_id} failed and "
-                "stay queued: run `replicate queue` to see why and `replicate wait` to retry"
-            )
-        message = "; ".join(parts)
         if failures:
+            with self._lock:
+                futures = [future for _, future in self._futures]
+            message = failure_summary(self.short_id, futures, len(failures))
             console.warn(message)
             if raise_on_error:
                 raise UploadFailed(message, failures)
