@@ -33,7 +33,7 @@ from pathlib import Path
 from crash import raw
 
 TRAIN = """
-import random, sys
+import random, sys, time
 def mark(stage):
     print("@" + stage, flush=True)
 mark("init")
@@ -50,6 +50,7 @@ for step in range({steps}):
     print("C", step, checkpoint.id, flush=True)
     with open("model.pth", "wb") as f:
         f.write(b"overwritten")
+    time.sleep(0.05)  # the training step
 mark("exit")
 """
 
@@ -86,7 +87,9 @@ def plan(rng: random.Random, seed: int) -> Trial:
     target = {"time": "time", "init": "@init", "call": f"@call {k}", "after": f"C {k}"}.get(
         kind, "@exit"
     )
-    offset = rng.uniform(0, 3.0) if kind == "time" else rng.uniform(0, 0.25)
+    # a call takes milliseconds, an upload tens to hundreds: aim inside them
+    offset = {"time": 3.0, "init": 0.5, "call": 0.02, "after": 0.1}.get(kind, 0.5)
+    offset = rng.uniform(0, offset)
     return Trial(seed, steps, size, target, offset)
 
 
