@@ -86,12 +86,11 @@ def drain(
             if job.owner not in taken and spool.take_over(job.owner):
                 taken.add(job.owner)
                 current = {j.id for j in spool.jobs()}  # another drain may have landed some
-            if job.owner in taken:
-                if current is not None and job.id not in current:
-                    continue  # landed meanwhile: `states` was read before we held the lock
+            # not in `current`: another drain landed it before we held the lock
+            if job.owner in taken and (current is None or job.id in current):
                 spool.clear_error(job)
                 taking[job.id] = (job, daemon.submit(job))
-            elif state.status == "failed":  # a live owner has given up on it
+            elif job.owner not in taken and state.status == "failed":  # a live owner gave up
                 result.failed[job.id] = (job, state.error.message if state.error else "failed")
         for job_id, (job, future) in list(taking.items()):
             if future.done() and isinstance(future.exception(), JobFailed):
