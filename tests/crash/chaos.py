@@ -255,7 +255,7 @@ def run_trial(trial: Trial, workdir: Path, url: str, env: dict[str, str]) -> Out
     project.mkdir(parents=True)
     (project / "replicate.yaml").write_text(f"repository: {url}\n")
     killed, seen = run_and_kill(trial, project, env)
-    stage = stage_of(seen, project, url) if killed else "not killed (ended first)"
+    stage = f"at {stage_of(seen, project, url)}" if killed else "none: it ended first"
     outcome = check(trial, seen, project, url, env)
     outcome.killed, outcome.stage = killed, stage
     return outcome
@@ -280,7 +280,7 @@ class Tally:
 
     def report(self, title: str) -> str:
         lines = [f"{title}: {self.trials} trials"]
-        lines += [f"  killed at {stage}: {n}" for stage, n in sorted(self.kills.items())]
+        lines += [f"  kills {stage}: {n}" for stage, n in sorted(self.kills.items())]
         lines.append(f"  checkpoints printed: {self.printed}, landed: {self.landed}")
         lines.append(f"  lost: {len(self.lost)}, failures: {len(self.failures)}")
         lines += [f"    LOST {x}" for x in self.lost] + [f"    FAIL {x}" for x in self.failures]
