@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench chaos clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
 install: $(STAMP)
@@ -32,3 +32,8 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# The crash suite's long soak: CHAOS_TRIALS SIGKILLed training runs on disk and SeaweedFS.
+CHAOS_TRIALS ?= 300
+chaos: install
+	cd tests && CHAOS_TRIALS=$(CHAOS_TRIALS) PYTHONPATH=. ../$(BIN)/python -m crash.chaos

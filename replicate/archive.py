@@ -177,18 +177,35 @@ def _clone_or_copy(source: Path, dest: Path) -> None:
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EXDEV, errno.EINVAL, errno.ENOTTY):
                     raise
-            remaining = os.fstat(src_fd).st_size
-            offset = 0
-            while remaining > 0:
-                copied = os.copy_file_range(src_fd, dst_fd, remaining, offset, offset)
-                if copied == 0:
-                    break
-                offset += copied
-                remaining -= copied
+            _copy_range(src_fd, dst_fd, os.fstat(src_fd).st_size)
         finally:
             os.close(dst_fd)
     finally:
         os.close(src_fd)
+
+
+def _copy_range(src_fd: int, dst_fd: int, size: int) -> None:
+    """copy_file_range where the kernel can; plain reads and writes where it cannot.
+
+    Linux refuses copy_file_range between two filesystems (EXDEV), e.g. when the spool is a
+    mount point of its own or a symlink to another disk.
+    """
+    offset, fast = 0, True
+    while offset < size:
+        if fast:
+            try:
+                copied = os.copy_file_range(src_fd, dst_fd, size - offset, offset, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                    raise
+                fast = False
+                continue
+        else:
+            chunk = os.pread(src_fd, min(size - offset, 1 << 20), offset)
+            copied = os.pwrite(dst_fd, chunk, offset) if chunk else 0
+        if copied == 0:
+            break
+        offset += copied
 
 
 def tar_stream(files: list[tuple[Path, str]], prefix: str) -> Iterator[bytes]:

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from replicate.daemon import Landed
-from replicate.errors import DaemonClosed, JobFailed, UploadFailed, ValidationError
+from replicate.errors import DaemonClosed, JobFailed, NotSaved, UploadFailed, ValidationError
 from replicate.ids import short_id
 from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal, to_json_value
 
@@ -65,10 +65,24 @@ class Checkpoint:
         return f"<Checkpoint {self.short_id} step={self.step} {state}>"
 
 
-def failed_future(error: str) -> Future[Landed]:
+def failed_future(error: str, *, queued: bool = True) -> Future[Landed]:
     future: Future[Landed] = Future()
-    future.set_exception(JobFailed(error, permanent=False))
+    future.set_exception(JobFailed(error, permanent=False) if queued else NotSaved(error))
     return future
+
+
+def failure_summary(experiment: str, futures: list[Future[Landed]], failed: int) -> str:
+    """What stop() says about ``failed`` failures: the never-queued ones are not in the queue."""
+    unsaved = sum(1 for f in futures if f.done() and isinstance(f.exception(), NotSaved))
+    parts = (
+        [f"{unsaved} checkpoint(s) of experiment {experiment} were NOT saved"] if unsaved else []
+    )
+    if failed > unsaved:
+        parts.append(
+            f"{failed - unsaved} upload(s) of experiment {experiment} failed and stay queued: "
+            "run `replicate queue` to see why and `replicate wait` to retry"
+        )
+    return "; ".join(parts)
 
 
 def validate_metrics(

@@ -22,6 +22,7 @@
     ├── DaemonError
     │   ├── DaemonClosed               used after close, or from a forked child
     │   ├── JobFailed                  one job that will not land without help
+    │   │   └── NotSaved               a checkpoint the spool had no room for: never queued
     │   └── UploadFailed               jobs that did not land; lists them
     └── SeveralErrors                  concurrent work failed in more than one way; lists each
 """
@@ -119,6 +120,13 @@ class JobFailed(DaemonError):
     def __init__(self, message: str, *, permanent: bool) -> None:
         super().__init__(message)
         self.permanent = permanent
+
+
+class NotSaved(JobFailed):
+    """A checkpoint that was never queued: its snapshot or its journal line did not fit."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
 
 
 class UploadFailed(DaemonError):

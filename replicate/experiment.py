@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from replicate import archive, console
-from replicate.checkpoint import Checkpoint, failed_future, validate_metrics
+from replicate.checkpoint import Checkpoint, failed_future, failure_summary, validate_metrics
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
 from replicate.errors import (
@@ -208,7 +208,7 @@ class Experiment:
                 f"could not queue it in {self._spool.root}: {exc.strerror or exc}"
             )
             console.warn(message + " (training goes on; free some disk space)")
-            future = failed_future(message)
+            future = failed_future(message, queued=False)
         except BaseException:
             self._spool.discard(job_id)
             raise
@@ -331,10 +331,9 @@ class Experiment:
                 "they go on in the background (`replicate wait` finishes them if this process ends)"
             )
         if failures:
-            message = (
-                f"{len(failures)} upload(s) of experiment {self.short_id} failed and stay queued: "
-                "run `replicate queue` to see why and `replicate wait` to retry"
-            )
+            with self._lock:
+                futures = [future for _, future in self._futures]
+            message = failure_summary(self.short_id, futures, len(failures))
             console.warn(message)
             if raise_on_error:
                 raise UploadFailed(message, failures)

@@ -144,6 +144,19 @@ class Spool:
         _held[path] = fd
         return True
 
+    def take_over(self, owner: str) -> bool:
+        """Take a dead owner's lock to drain its jobs; False if it lives or is gone.
+
+        Gone: another drain landed its jobs and removed its journal and lock file while we
+        looked. The lock file this call just created again is removed: it guards nothing.
+        """
+        if not self.lock_owner(owner):
+            return False
+        if self._journal_path(owner).exists():
+            return True
+        self.release_owner(owner, forget=True)
+        return False
+
     def release_owner(self, owner: str, *, forget: bool) -> None:
         """Drop ``owner``'s lock; with ``forget``, remove its lock file too."""
         path = self._lock_path(owner)

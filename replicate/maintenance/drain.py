@@ -1,7 +1,9 @@
 """Draining the local upload queue in the foreground (``replicate wait``).
 
 Jobs whose process died (kill -9, OOM, Ctrl-C at exit) are taken over: their owner's lock
-is taken, so two drains never upload the same job, and a live owner is never raced. Jobs of
+is taken, and the journal read again under it, so two drains never upload the same job (one
+that landed and released the owner while the other looked leaves nothing to take), and a
+live owner is never raced. Jobs of
 live processes are left to them and watched.
 """
 
@@ -67,24 +69,28 @@ def drain(
     if not result.jobs:
         return result
     daemon = Daemon.get()
-    daemon.configure(config.settings)
+    daemon.configure(config.settings)  # then one loop: take over, submit, watch
     deadline = None if timeout is None else time.monotonic() + timeout
     taking: dict[str, tuple[Job, Future[Landed]]] = {}
-    taken: set[str] = set()
+    taken: set[str] = set()  # owners whose lock we hold
     total = sum(weight(j) for j in result.jobs)
     if on_start is not None:
         on_start(len(result.jobs), total)
     while True:
         states = [s for s in spool.states() if mine(s.job)]
+        current: set[str] | None = None  # pending jobs, read again once we take an owner
         for state in states:
             job = state.job
             if job.id in taking or job.id in result.failed:
                 continue
-            if job.owner in taken or spool.lock_owner(job.owner):
+            if job.owner not in taken and spool.take_over(job.owner):
                 taken.add(job.owner)
+                current = {j.id for j in spool.jobs()}  # another drain may have landed some
+            # not in `current`: another drain landed it before we held the lock
+            if job.owner in taken and (current is None or job.id in current):
                 spool.clear_error(job)
                 taking[job.id] = (job, daemon.submit(job))
-            elif state.status == "failed":  # a live owner has given up on it
+            elif job.owner not in taken and state.status == "failed":  # a live owner gave up
                 result.failed[job.id] = (job, state.error.message if state.error else "failed")
         for job_id, (job, future) in list(taking.items()):
             if future.done() and isinstance(future.exception(), JobFailed):
