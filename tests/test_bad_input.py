@@ -568,3 +568,57 @@ def test_s3_bad_ids_change_nothing(s3_bucket: str, s3_endpoint: str, tmp_path: P
         )
         assert (result.returncode, result.stderr, result.stdout) == (1, f"Error: {message}\n", "")
     assert bucket_snapshot(s3_endpoint, s3_bucket) == before
+
+
+# ---- issue 8, defect 14: one bad experiment does not stop the others ----------------------
+
+
+def run_cli(work: Work, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "replicate", *args],
+        cwd=work.project,
+        env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_dict_metric_does_not_break_filter_and_sort(work: Work) -> None:
+    """sgd's 'loss' is a dict: it does not match an ordering filter and sorts last."""
+    key = work.repo / "metadata" / "experiments" / f"{work.ids['sgd']}.json"
+    record = json.loads(key.read_bytes())
+    for checkpoint in record["checkpoints"]:
+        checkpoint["metrics"]["loss"] = {"train": 0.1, "val": 0.2}
+    key.write_text(json.dumps(record))
+    before = snapshot(work.root)
+    found = run_cli(work, "ls", "-q", "--filter", "loss < 0.3")
+    assert (found.returncode, found.stderr) == (0, "")
+    assert found.stdout.split() == [work.ids["adam"]]
+    for spec in ("loss", "loss-desc"):
+        ordered = run_cli(work, "ls", "-q", "--sort", spec)
+        assert (ordered.returncode, ordered.stderr) == (0, "")
+        assert ordered.stdout.split()[0] == work.ids["adam"]
+        assert sorted(ordered.stdout.split()) == sorted([work.ids[n] for n in ("adam", "sgd", "decoy")])
+    assert snapshot(work.root) == before
+
+
+def test_verify_reports_every_bad_key_and_goes_on(work: Work) -> None:
+    """Two unreadable experiment JSONs, an odd name, a missing and a damaged tarball: all listed."""
+    experiments_dir = work.repo / "metadata" / "experiments"
+    (experiments_dir / f"{work.ids['decoy']}.json").write_bytes(b"{not json")
+    (experiments_dir / "odd name.json").write_bytes(b"[]")
+    adam_checkpoints = json.loads((experiments_dir / f"{work.ids['adam']}.json").read_bytes())
+    first, second = (c["id"] for c in adam_checkpoints["checkpoints"][:2])
+    (work.repo / "checkpoints" / f"{first}.tar.gz").unlink()
+    (work.repo / "checkpoints" / f"{second}.tar.gz").write_bytes(b"\x1f\x8b truncated")
+    before = snapshot(work.root)
+    result = run_cli(work, "verify", "--json")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    text = result.stdout
+    for named in (work.ids["decoy"], "odd name", first, second):
+        assert named in text, named
+    assert snapshot(work.root) == before
