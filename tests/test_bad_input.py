@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli.helpers import write_experiments
 from servers import s3_client
 
 import replicate
-from cli.helpers import write_experiments
 from replicate import experiments, maintenance
 from replicate.config import load_config
 from replicate.errors import ReplicateError
@@ -73,7 +73,11 @@ class Work:
 
     def fill(self, text: str) -> str:
         return text.format(
-            **self.ids, url=self.url, root=self.root, project=self.project, afile=self.root / "afile"
+            **self.ids,
+            url=self.url,
+            root=self.root,
+            project=self.project,
+            afile=self.root / "afile",
         )
 
 
@@ -129,7 +133,9 @@ FIELDS_AND_NAMES = (
     "use a field (created, step, user, host, command, status), a metric (accuracy, loss) "
     "or a param (layers, lr, optimizer)"
 )
-NOT_AN_ID = "{0!r} is not an id: ids are up to 64 hexadecimal characters; run `replicate ls` to see them"
+NOT_AN_ID = (
+    "{0!r} is not an id: ids are up to 64 hexadecimal characters; run `replicate ls` to see them"
+)
 NO_MATCH = "no experiment or checkpoint matches {0!r} in {{url}}: run `replicate ls` to see the ids"
 FILTER_SHAPE = (
     "cannot read the filter {0!r}: write it as 'name op value' with op one of != <= >= = < >, "
@@ -183,7 +189,9 @@ CLI_CASES: dict[str, Cli] = {
     # ids and prefixes
     "show-not-hex": Cli(("show", "zzzz"), NOT_AN_ID.format("zzzz")),
     "show-no-match": Cli(("show", "0000"), NO_MATCH.format("0000")),
-    "show-empty-id": Cli(("show", ""), "an empty id matches nothing: pass an experiment or checkpoint id"),
+    "show-empty-id": Cli(
+        ("show", ""), "an empty id matches nothing: pass an experiment or checkpoint id"
+    ),
     "show-id-with-suffix": Cli(("show", "{adam}:x"), NOT_AN_ID.format("{adam}:x")),
     "show-ambiguous": Cli(
         ("show", "{adam:.6}"),
@@ -203,7 +211,9 @@ CLI_CASES: dict[str, Cli] = {
         USAGE,
     ),
     "wait-timeout-text": Cli(
-        ("wait", "--timeout", "abc"), "Invalid value for '--timeout': 'abc' is not a valid float range.", 2
+        ("wait", "--timeout", "abc"),
+        "Invalid value for '--timeout': 'abc' is not a valid float range.",
+        2,
     ),
     "wait-timeout-negative": Cli(
         ("wait", "--timeout", "-5"),
@@ -222,7 +232,8 @@ CLI_CASES: dict[str, Cli] = {
     "unknown-command": Cli(("frobnicate",), "No such command 'frobnicate'.", USAGE),
     # -R
     "R-unknown-scheme": Cli(
-        ("ls", "-R", "ftp://host/path"), f"unknown repository URL scheme 'ftp' in 'ftp://host/path'; {SCHEMES}"
+        ("ls", "-R", "ftp://host/path"),
+        f"unknown repository URL scheme 'ftp' in 'ftp://host/path'; {SCHEMES}",
     ),
     "R-s3-no-bucket": Cli(
         ("ls", "-R", "s3://"),
@@ -366,7 +377,9 @@ API_CASES: dict[str, Api] = {
     ),
     # Experiment.checkpoint / checkpoint_dir
     "checkpoint-step-a-str": Api(
-        _checkpoint_call(step="bad"), replicate.ValidationError, "step must be an integer, got a str"
+        _checkpoint_call(step="bad"),
+        replicate.ValidationError,
+        "step must be an integer, got a str",
     ),
     "checkpoint-huge-int": Api(
         _checkpoint_call(metrics={"x": 10**5000}),
@@ -517,9 +530,9 @@ def test_api(case: Api, work: Work) -> None:
         assert experiment.wait(60)
         step = kwargs.get("dir_step")
         if step is not None:
-            call = lambda _: experiment.checkpoint_dir(step=step)  # noqa: E731
+            call = lambda _: experiment.checkpoint_dir(step=step)
         else:
-            call = lambda _: experiment.checkpoint(quiet=True, **kwargs)  # noqa: E731
+            call = lambda _: experiment.checkpoint(quiet=True, **kwargs)
     before = snapshot(work.root)
     try:
         with pytest.raises(case.error) as raised:
@@ -601,7 +614,9 @@ def test_a_dict_metric_does_not_break_filter_and_sort(work: Work) -> None:
         ordered = run_cli(work, "ls", "-q", "--sort", spec)
         assert (ordered.returncode, ordered.stderr) == (0, "")
         assert ordered.stdout.split()[0] == work.ids["adam"]
-        assert sorted(ordered.stdout.split()) == sorted([work.ids[n] for n in ("adam", "sgd", "decoy")])
+        assert sorted(ordered.stdout.split()) == sorted(
+            [work.ids[n] for n in ("adam", "sgd", "decoy")]
+        )
     assert snapshot(work.root) == before
 
 

@@ -177,7 +177,10 @@ def test_credentials_refused_by_the_server(
 
 @pytest.mark.s3
 def test_unreachable_endpoint_and_signed_url(
-    s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A refused endpoint with a one-second request deadline, and a signed-URL query string."""
     secret, signature = sentinel("secret"), sentinel("signature")

@@ -12,7 +12,6 @@ Usage::
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -76,8 +75,8 @@ class Experiments:
             return found
         if callable(filter):
             return ExperimentList(e for e in found if filter(e))
-        texts = [filter] if isinstance(filter, str) else filter
-        if not isinstance(texts, list | tuple) or not all(isinstance(t, str) for t in texts):
+        texts: object = [filter] if isinstance(filter, str) else filter  # untyped callers
+        if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
             raise ValidationError(
                 "filter must be a string like 'loss < 0.5', a list of them, or a function of "
                 f"an experiment, got {type(filter).__name__}"
