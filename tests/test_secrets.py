@@ -198,7 +198,7 @@ def test_unreachable_endpoint_and_signed_url(
         with pytest.raises(ReplicateError) as raised:
             replicate.init(repository=url, project_dir=tmp_path)
         check_raised(raised.value, every)
-        for args in (("ls", "--json"), ("verify", "--json"), ("ls",)):
+        for args in (("ls", "--json"), ("ls",)):
             assert "127.0.0.1" in check_cli(tmp_path, env, every, *args, "-R", url)
     check_logs(caplog, every)
 
