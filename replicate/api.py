@@ -28,7 +28,7 @@ from replicate.runs import Runs
 #: Words that make an argument's name say it holds a secret (its value is recorded redacted).
 SECRET_WORDS = frozenset(
     {"token", "key", "secret", "password", "passwd", "pwd", "credential", "credentials"}
-    | {"apikey", "authtoken", "accesskey", "secretkey", "privatekey"}
+    | {"apikey", "authtoken", "accesskey", "secretkey", "privatekey", "auth", "authorization"}
 )
 REDACTED = "REDACTED"  # no brackets: shlex.join would quote them
 

@@ -80,6 +80,11 @@ def load_config(
     cwd = Path(os.path.abspath(cwd if cwd is not None else Path.cwd()))
     if project_dir is not None:
         project_dir = Path(os.path.abspath(cwd / project_dir))
+        if not project_dir.is_dir():  # a typo must not create a spool somewhere new
+            raise ConfigError(
+                f"project_dir {project_dir} is not a directory: create it, or pass the "
+                "directory of your training code"
+            )
         config_file, searched = _in_dir(project_dir), str(project_dir)
     else:
         config_file, searched = find_config_file(cwd), f"{cwd} or its parents"

@@ -12,7 +12,11 @@ from replicate.maintenance import drain
 @click.command("wait")
 @repository_option
 @click.option(
-    "--timeout", type=float, default=None, metavar="SECONDS", help="Give up after this long."
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Give up after this long.",
 )
 def wait_command(state: CliState, timeout: float | None) -> None:
     """Upload everything queued in this project's spool, then exit.

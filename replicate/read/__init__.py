@@ -12,13 +12,12 @@ Usage::
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from replicate import console
 from replicate.config import load_config
-from replicate.errors import DoesNotExist
+from replicate.errors import DoesNotExist, ValidationError
 from replicate.ids import short_id
 from replicate.read.files import CheckoutResult
 from replicate.read.query import Filter, apply_filters
@@ -76,7 +75,12 @@ class Experiments:
             return found
         if callable(filter):
             return ExperimentList(e for e in found if filter(e))
-        texts = [filter] if isinstance(filter, str) else builtins.list(filter)
+        texts: object = [filter] if isinstance(filter, str) else filter  # untyped callers
+        if not isinstance(texts, Sequence) or not all(isinstance(t, str) for t in texts):
+            raise ValidationError(
+                "filter must be a string like 'loss < 0.5', a list of them, or a function of "
+                f"an experiment, got {type(filter).__name__}"
+            )
         return ExperimentList(apply_filters(found, [Filter.parse(t) for t in texts]))
 
     def get(

@@ -144,6 +144,8 @@ class Filter:
         if actual is MISSING or actual is None or _is_nan(actual) or _is_nan(self.value):
             return False
         have, want = kind(actual), kind(self.value)
+        if have in ("list", "object"):
+            return False  # a dict or list metric never orders; other experiments still match
         if have != want or have not in ("number", "string", "time"):
             raise ValidationError(
                 f"filter {self.text!r} compares {self.name} with {self.op}, but experiment "
@@ -184,7 +186,7 @@ def apply_filters(
 
 
 def sort_experiments(experiments: Sequence[ExperimentView], spec: str) -> list[ExperimentView]:
-    """Sort by ``name`` or ``name-desc``; experiments without a value go last."""
+    """Sort by ``name`` or ``name-desc``; experiments without a value (or a dict/list) go last."""
     name, descending = (spec[: -len("-desc")], True) if spec.endswith("-desc") else (spec, False)
     name = name.removesuffix("-asc")
     check_names([name], experiments, "--sort")
@@ -192,12 +194,12 @@ def sort_experiments(experiments: Sequence[ExperimentView], spec: str) -> list[E
     present: list[tuple[Any, ExperimentView]] = []
     absent: list[ExperimentView] = []
     for value, experiment in keyed:
-        if value is MISSING or value is None or _is_nan(value):
-            absent.append(experiment)
+        if value is MISSING or value is None or _is_nan(value) or isinstance(value, dict | list):
+            absent.append(experiment)  # a dict or list does not order: last, like a missing one
         else:
             present.append((value, experiment))
     kinds = {kind(v): (v, e) for v, e in present}
-    if len(kinds) > 1 or set(kinds) & {"list", "object"}:
+    if len(kinds) > 1:
         examples = "; ".join(f"{_show(v)} in {e.short_id}" for v, e in kinds.values())
         raise ValidationError(
             f"cannot sort by {name!r}: its values are of types that do not compare "

@@ -151,7 +151,17 @@ class GCSStorage(_common.BucketStorage):
             api_root=self._api_root,
             api_is_dev=self._emulator is not None,
         )
-        self._client = await anyio.to_thread.run_sync(make)
+        try:
+            self._client = await anyio.to_thread.run_sync(make)
+        except (OSError, ValueError, KeyError) as exc:
+            await self._session.close()
+            self._session = None
+            # Name the variable, never the path or the file's contents (they may be secret).
+            reason = exc.strerror if isinstance(exc, OSError) else "not a credentials file"
+            raise StoragePermissionError(
+                f"cannot read the Google credentials named by GOOGLE_APPLICATION_CREDENTIALS "
+                f"({reason}): point it at a service account key file, or unset it"
+            ) from None
         return self
 
     async def __aexit__(
