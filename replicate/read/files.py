@@ -50,7 +50,7 @@ def archives(experiment: ExperimentRecord, checkpoint: CheckpointRecord | None) 
     return found
 
 
-def _not_pending(checkpoint: CheckpointRecord | None, source: Source) -> None:
+def not_pending(checkpoint: CheckpointRecord | None, source: Source) -> None:
     from replicate.read.source import queued
 
     if checkpoint is None:
@@ -96,7 +96,7 @@ def open_member(
 ) -> BinaryIO:
     """Open file ``path`` of the checkpoint, else of the experiment's code (see CheckpointView)."""
     rel = path.replace("\\", "/").strip("/").removeprefix("./")
-    _not_pending(checkpoint, source)
+    not_pending(checkpoint, source)
 
     async def find(repository: Repository) -> Path | None:
         is_directory = False
@@ -160,7 +160,7 @@ def checkout(
     Everything goes to a staging dir beside the target first, so a truncated tarball leaves
     nothing half-written. ``confirm`` is asked before files that differ are overwritten.
     """
-    _not_pending(checkpoint, source)
+    not_pending(checkpoint, source)
     todo = archives(experiment, checkpoint)
     what = f"checkpoint {short_id(checkpoint.id)}" if checkpoint else "experiment"
     if not todo:
