@@ -16,7 +16,9 @@ from replicate import console
 from replicate.errors import MissingExtra
 
 #: Param names whose values are never recorded.
-SECRET = re.compile(r"(token|secret|password|passwd|api_key|apikey|credential)", re.IGNORECASE)
+SECRET = re.compile(
+    r"(^|_)(token|secret|password|passwd|api_?key|credentials?)$", re.IGNORECASE
+)
 REDACTED = "[redacted]"
 
 
