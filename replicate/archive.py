@@ -158,7 +158,9 @@ def collect_named(files: dict[str, Path]) -> list[tuple[Path, str]]:
         clean = name.replace("\\", "/").strip("/")
         parts = clean.split("/")
         if not clean or ".." in parts or (clean != "." and "." in parts):
-            raise ValidationError(f"file name {name!r} must be a relative path inside the checkpoint")
+            raise ValidationError(
+                f"file name {name!r} must be a relative path inside the checkpoint"
+            )
         if source.is_file():
             if clean == ".":
                 raise ValidationError(f"{source} is a file: give it a name, not '.'")

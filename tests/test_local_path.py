@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+from write import helpers
 
 import replicate
 from replicate.errors import DoesNotExist, ValidationError
 from replicate.ids import random_id
 from replicate.read.cache import MANIFEST
-from write import helpers
 
 
 @pytest.fixture

@@ -16,9 +16,7 @@ from replicate import console
 from replicate.errors import MissingExtra
 
 #: Param names whose values are never recorded.
-SECRET = re.compile(
-    r"(^|_)(token|secret|password|passwd|api_?key|credentials?)$", re.IGNORECASE
-)
+SECRET = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|credentials?)$", re.IGNORECASE)
 REDACTED = "[redacted]"
 
 

@@ -9,6 +9,7 @@ in-kernel copy), never saved twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -17,9 +18,9 @@ from replicate.integrations._common import Recording, flatten_params, require
 
 require("keras", "keras")
 
-import keras  # noqa: E402
+import keras
 
-import replicate  # noqa: E402
+import replicate
 
 
 def model_params(model: Any) -> dict[str, Any]:
@@ -139,14 +140,14 @@ class ReplicateCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
         primary = None
         if self.monitor in metrics:
             if self.monitor_op is None:
-                try:
+                with contextlib.suppress(ValueError):  # Keras cannot tell the direction
                     self._set_monitor_op()
-                except ValueError:
-                    pass
             if self.monitor_op is not None:
                 greater = self.monitor_op is keras.ops.greater
                 primary = (self.monitor, "maximize" if greater else "minimize")
         self._recording.start().checkpoint_files(
-            {_file_name(filepath): filepath}, step=self._steps, metrics=metrics,
+            {_file_name(filepath): filepath},
+            step=self._steps,
+            metrics=metrics,
             primary_metric=primary,
         )

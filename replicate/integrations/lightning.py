@@ -19,14 +19,19 @@ from replicate.integrations._common import Recording, flatten_params, require
 
 require("lightning.pytorch", "lightning")
 
-import replicate  # noqa: E402
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
-from lightning.pytorch.loggers import Logger  # noqa: E402
-from lightning.pytorch.loggers.logger import rank_zero_experiment  # noqa: E402
-from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+
+import replicate
 
 #: The name of the saved file inside each replicate checkpoint.
 CHECKPOINT_FILE = "model.ckpt"
+
+
+def _rank_zero() -> bool:
+    """True in the process that writes: global rank 0 (or no distributed run)."""
+    return int(getattr(rank_zero_only, "rank", 0) or 0) == 0
 
 
 class _Lazy:
@@ -46,7 +51,7 @@ class _Lazy:
         return f"<replicate experiment {self._logger.version} (starts on first use)>"
 
 
-class ReplicateLogger(Logger):
+class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
     """A Lightning ``Logger`` recording into a replicate experiment.
 
     Parameters:
@@ -98,9 +103,10 @@ class ReplicateLogger(Logger):
         return self._save_dir
 
     @property
-    @rank_zero_experiment
     def experiment(self) -> Any:
-        """The replicate :class:`~replicate.Experiment` (it starts on first use)."""
+        """The replicate :class:`~replicate.Experiment` (it starts on first use); None off rank 0."""
+        if not _rank_zero():
+            return None
         if self._recording.experiment is not None:
             return self._recording.experiment
         return _Lazy(self)
@@ -110,12 +116,15 @@ class ReplicateLogger(Logger):
 
     # ---- Logger hooks -------------------------------------------------------------------
 
-    @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any) -> None:
-        self._recording.add_params(flatten_params(params))
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, *args: Any, **kwargs: Any
+    ) -> None:
+        if _rank_zero():
+            self._recording.add_params(flatten_params(params))
 
-    @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if not _rank_zero():
+            return
         clean = flatten_params(metrics)
         if step is not None and step != self._pending_step:
             self._flush()
@@ -123,16 +132,18 @@ class ReplicateLogger(Logger):
         self._pending.update(clean)
         self._latest.update(clean)
 
-    @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        if not _rank_zero():
+            return
         for path in self._new_files(checkpoint_callback):
             self._record_file(checkpoint_callback, path)
 
-    @rank_zero_only
     def finalize(self, status: str) -> None:
-        if self._recording.experiment is None and not self._pending and not self._saved:
-            if status != "success":
-                return  # failed before anything happened: leave no empty experiment
+        if not _rank_zero():
+            return
+        nothing_yet = self._recording.experiment is None and not self._pending and not self._saved
+        if nothing_yet and status != "success":
+            return  # failed before anything happened: leave no empty experiment
         self._flush()
         experiment = self._start()
         self._recording.stop()
@@ -189,6 +200,8 @@ class ReplicateLogger(Logger):
         gone = [c.id for path, (_, c) in self._saved.items() if not Path(path).exists()]
         if gone and experiment.wait():
             stored = replicate.experiments.get(
-                experiment.id, experiment.config.repository, project_dir=experiment.config.project_dir
+                experiment.id,
+                experiment.config.repository,
+                project_dir=experiment.config.project_dir,
             )
             stored.remove_checkpoints(gone)

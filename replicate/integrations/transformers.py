@@ -13,18 +13,19 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from replicate.integrations._common import SECRET, REDACTED, Recording, flatten_params, require
+from replicate.integrations._common import REDACTED, SECRET, Recording, flatten_params, require
 
 require("transformers", "transformers")
 
-import replicate  # noqa: E402
-from transformers import (  # noqa: E402
+from transformers import (
     TrainerCallback,
     TrainerControl,
     TrainerState,
     TrainingArguments,
 )
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR  # noqa: E402
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+import replicate
 
 
 def training_params(args: TrainingArguments, model: Any) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def primary_metric(args: TrainingArguments, metrics: Mapping[str, Any]) -> tuple
     return name, "maximize" if greater else "minimize"
 
 
-class ReplicateCallback(TrainerCallback):  # type: ignore[misc]  # transformers is untyped here
+class ReplicateCallback(TrainerCallback):  # type: ignore[misc]  # read as Any
     """Records a Trainer run: params at train begin, each saved checkpoint directory.
 
     Parameters:
@@ -113,7 +114,7 @@ class ReplicateCallback(TrainerCallback):  # type: ignore[misc]  # transformers 
     ) -> None:
         if not state.is_world_process_zero:
             return
-        folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        folder = os.path.join(str(args.output_dir), f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
         if not os.path.isdir(folder):
             return
         # eval metrics of an earlier step would make this save look better or worse than it is

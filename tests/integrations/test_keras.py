@@ -12,10 +12,10 @@ import replicate
 from .conftest import Project
 
 os.environ["KERAS_BACKEND"] = "torch"
-np = pytest.importorskip("numpy")
-keras = pytest.importorskip("keras")
+import keras
+import numpy as np
 
-from replicate.integrations.keras import ReplicateCallback  # noqa: E402
+from replicate.integrations.keras import ReplicateCallback
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
@@ -54,8 +54,15 @@ class Saves(keras.callbacks.Callback):  # type: ignore[misc]
 def fit(model: Any, callback: Any, saves: Saves, epochs: int, initial_epoch: int = 0) -> Any:
     x, y = data()
     return model.fit(
-        x, y, batch_size=16, epochs=epochs, initial_epoch=initial_epoch,
-        validation_split=0.25, callbacks=[saves, callback], verbose=0, shuffle=False,
+        x,
+        y,
+        batch_size=16,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        validation_split=0.25,
+        callbacks=[saves, callback],
+        verbose=0,
+        shuffle=False,
     )
 
 
@@ -65,7 +72,9 @@ class TestReplicateCallback:
         project = any_project
         saves = Saves()
         callback = ReplicateCallback(
-            str(project.dir / "ckpt" / "epoch{epoch}.keras"), monitor="val_loss", mode="min",
+            str(project.dir / "ckpt" / "epoch{epoch}.keras"),
+            monitor="val_loss",
+            mode="min",
             params={"dataset": "random"},
         )
         history = fit(tiny_model(), callback, saves, epochs=3)
@@ -101,14 +110,19 @@ class TestReplicateCallback:
         fit(restored, resumed, Saves(), epochs=epoch + 2, initial_epoch=epoch)
         assert resumed.experiment is not None
         steps = [c.step for c in resumed.experiment.checkpoints]
-        assert steps == [best.step + 3, best.step + 6]  # the optimizer's step count went on
+        assert steps == [
+            (best.step or 0) + 3,
+            (best.step or 0) + 6,
+        ]  # the optimizer's step count went on
 
     def test_save_best_only_and_weights_reusing_an_experiment(self, project: Project) -> None:
         """save_best_only records only improving epochs; experiment= is used and left running."""
         with replicate.init(params={"mine": 1}) as experiment:
             callback = ReplicateCallback(
-                str(project.dir / "best.weights.h5"), save_best_only=True,
-                save_weights_only=True, experiment=experiment,
+                str(project.dir / "best.weights.h5"),
+                save_best_only=True,
+                save_weights_only=True,
+                experiment=experiment,
             )
             history = fit(tiny_model(), callback, Saves(), epochs=3)
             assert experiment.is_running()

@@ -64,7 +64,9 @@ class TestImports:
         for path in INTEGRATIONS.glob("*.py"):
             tree = ast.parse(path.read_text())
             names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-            names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            names |= {
+                n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+            }
             ours = {n for n in names if n.split(".")[0] == "replicate"}
             assert ours <= ALLOWED, f"{path.name} imports {sorted(ours - ALLOWED)}"
 
