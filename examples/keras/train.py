@@ -30,4 +30,7 @@ print(f"best: {best.short_id} step {best.step} val_loss={best.metrics['val_loss'
 model = keras.saving.load_model(best.local_path("model.keras"))
 epoch = best.metrics["epoch"]
 more = ReplicateCallback("checkpoints/resumed{epoch}.keras")
-model.fit(x, y, initial_epoch=epoch, epochs=epoch + 2, validation_split=0.25, callbacks=[more])
+history = model.fit(
+    x, y, initial_epoch=epoch, epochs=epoch + 2, validation_split=0.25, callbacks=[more], verbose=0
+)
+print(f"resumed at epoch {epoch + 1}: val_loss={history.history['val_loss'][-1]:.4f}")
