@@ -177,7 +177,7 @@ def keras_fit(work: Path, ours: bool, steps: int) -> tuple[Timings, Path]:
     times: Timings = []
     base: Any = ReplicateCallback if ours else keras.callbacks.ModelCheckpoint
 
-    class Timed(base):  # type: ignore[misc,valid-type]
+    class Timed(base):  # type: ignore[misc]
         def _save_model(self, epoch: int, batch: Any, logs: Any) -> None:
             _timed(times, lambda: super(Timed, self)._save_model(epoch, batch, logs))
 

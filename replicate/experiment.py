@@ -168,11 +168,11 @@ class Experiment:
         """
         self._check_open()
         clean, pm = validate_metrics(metrics, primary_metric)
+        step = check_step(step)
         named = archive.collect_named({name: Path(path) for name, path in files.items()})
         if not named:
             raise ValidationError("checkpoint_files() got no files: pass {name: path}")
-        incoming = sum(p.stat().st_size for p, _ in named)
-        self._daemon.wait_for_room(self._spool.root, incoming, spool_budget(), self._say_blocked)
+        self._wait_for_room(sum(p.stat().st_size for p, _ in named))
         job_id = new_job_id()
         return self._queue(
             job_id,

@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 import replicate
+from replicate import console, maintenance
 
 #: The name of the saved file inside each replicate checkpoint.
 CHECKPOINT_FILE = "model.ckpt"
@@ -145,10 +146,10 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
         if nothing_yet and status != "success":
             return  # failed before anything happened: leave no empty experiment
         self._flush()
-        experiment = self._start()
+        self._start()
         self._recording.stop()
         if self._mirror_removals:
-            self._remove_deleted(experiment)
+            self._remove_deleted()
 
     # ---- helpers ------------------------------------------------------------------------
 
@@ -195,13 +196,21 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
         self._saved[path] = (os.stat(path).st_mtime_ns, checkpoint)
         self._pending = {}
 
-    def _remove_deleted(self, experiment: replicate.Experiment) -> None:
-        """Delete the checkpoints whose files ModelCheckpoint removed (once they all landed)."""
+    def _remove_deleted(self) -> None:
+        """Delete the checkpoints whose files ModelCheckpoint removed, once the experiment ended.
+
+        A running experiment's checkpoints can't be removed (its writer would bring them back):
+        with an experiment passed in, which this logger doesn't stop, removals are not mirrored.
+        """
+        experiment = self._recording.experiment
         gone = [c.id for path, (_, c) in self._saved.items() if not Path(path).exists()]
-        if gone and experiment.wait():
-            stored = replicate.experiments.get(
-                experiment.id,
-                experiment.config.repository,
-                project_dir=experiment.config.project_dir,
+        if not gone or experiment is None:
+            return
+        if not self._recording.owned:
+            console.warn(
+                f"mirror_removals: experiment {experiment.short_id} is still running (it was "
+                f"passed in), so the {len(gone)} checkpoint(s) save_top_k deleted stay"
             )
-            stored.remove_checkpoints(gone)
+            return
+        plan = maintenance.plan_removal(gone, config=experiment.config)
+        maintenance.remove(plan, config=experiment.config)

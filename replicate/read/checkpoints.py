@@ -101,7 +101,7 @@ class CheckpointView:
         """
         from replicate.read.cache import local_path
 
-        return local_path(self.experiment._source, self.record, path)
+        return local_path(self.experiment.source, self.record, path)
 
     def checkout(
         self, output_dir: str | Path, paths: Sequence[str] | None = None

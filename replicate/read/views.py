@@ -144,20 +144,6 @@ class ExperimentView:
 
         return pick(self.checkpoints, id_prefix, f"checkpoint of experiment {self.short_id}")
 
-    def remove_checkpoints(self, ids: Sequence[str]) -> None:
-        """Delete these checkpoints (full ids) from the repository: metadata first, then data.
-
-        Call it once the experiment's writer is done with them (after ``stop()``/``wait()``).
-        """
-        from replicate.read.remove import Removal, remove
-
-        removal = Removal()
-        for checkpoint in self.checkpoints:
-            if checkpoint.id in ids and checkpoint.upload_state is None:
-                removal.add(self.record, checkpoint.record)
-        if removal:
-            self._source.run(lambda repository: remove(repository, removal))
-
     def _repr_html_(self) -> str:
         from replicate.read.notebook import experiment_html
 

@@ -16,7 +16,13 @@ from replicate.integrations._common import flatten_params
 FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow")
 INTEGRATIONS = Path(replicate.__file__).parent / "integrations"
 #: All an integration may import of replicate: the public API, its errors, its stderr lines.
-ALLOWED = {"replicate", "replicate.errors", "replicate.console", "replicate.integrations._common"}
+ALLOWED = {
+    "replicate",
+    "replicate.errors",
+    "replicate.console",
+    "replicate.maintenance",
+    "replicate.integrations._common",
+}
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
