@@ -48,6 +48,7 @@ def trainer(epochs: int, logger: ReplicateLogger) -> pl.Trainer:
         logger=logger,
         callbacks=[pl.callbacks.ModelCheckpoint(monitor="val_loss")],
         enable_progress_bar=False,
+        enable_model_summary=False,
     )
 
 

@@ -87,7 +87,6 @@ class Recording:
         self.id = experiment.id if experiment is not None else secrets.token_hex(32)
         self.params: dict[str, Any] = flatten_params(params)
         self._init_kwargs = init_kwargs
-        self._stopped = False
 
     @property
     def short_id(self) -> str:
@@ -113,6 +112,9 @@ class Recording:
 
     def start(self) -> replicate.Experiment:
         """The experiment, started now (with the params gathered so far) if need be."""
+        if self.owned and self.experiment is not None and not self.experiment.is_running():
+            self.experiment = None  # the same callback in another fit(): a new experiment
+            self.id = secrets.token_hex(32)
         if self.experiment is None:  # init() itself says where the repository is
             self.experiment = replicate.init(params=self.params, id=self.id, **self._init_kwargs)
         if self.owned:
@@ -127,6 +129,5 @@ class Recording:
 
     def stop(self) -> None:
         """Stop the experiment if this integration started it (waits for its uploads)."""
-        if self.owned and self.experiment is not None and not self._stopped:
-            self._stopped = True
+        if self.owned and self.experiment is not None:
             self.experiment.stop()

@@ -132,3 +132,18 @@ class TestReplicateCallback:
         improving = [v for i, v in enumerate(losses) if v < min(losses[:i], default=float("inf"))]
         assert [c["metrics"]["val_loss"] for c in raw["checkpoints"]] == pytest.approx(improving)
         assert set(project.members(raw["checkpoints"][0]["id"])) == {"model.weights.h5"}
+
+    def test_the_same_callback_in_a_second_fit_starts_a_new_experiment(
+        self, project: Project
+    ) -> None:
+        """A second fit() with the same callback records into a new experiment, not a stopped one."""
+        model = tiny_model()
+        callback = ReplicateCallback(str(project.dir / "m.keras"))
+        fit(model, callback, Saves(), epochs=1)
+        first = callback.experiment
+        fit(model, callback, Saves(), epochs=2, initial_epoch=1)
+        assert first is not None and callback.experiment is not None
+        assert callback.experiment.id != first.id and not callback.experiment.is_running()
+        assert project.experiment_ids() == sorted([first.id, callback.experiment.id])
+        second = project.experiment_json(callback.experiment.id)["checkpoints"]
+        assert [c["step"] for c in second] == [6]  # the optimizer's step count went on
