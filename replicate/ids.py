@@ -71,8 +71,3 @@ def resolve_prefix(
             f"{cleaned!r} is ambiguous, it matches {names}{more}: use a longer prefix"
         )
     return matches[0], candidates[matches[0]]
-
-
-def is_id(text: str) -> bool:
-    """True if ``text`` is a full id: 64 lowercase hex characters."""
-    return len(text) == ID_LENGTH and set(text) <= _HEX
