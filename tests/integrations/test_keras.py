@@ -17,9 +17,12 @@ import numpy as np
 
 from replicate.integrations.keras import ReplicateCallback
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
+    ),
+    pytest.mark.timeout(600),  # real fits: minutes, not seconds, on a busy 2-core machine
+]
 
 PROBE = np.linspace(-1, 1, 12, dtype="float32").reshape(3, 4)
 

@@ -15,9 +15,12 @@ from replicate.integrations.lightning import ReplicateLogger
 from .conftest import Project
 
 # the frameworks warn about their own deprecations and our tiny data loaders
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
+    ),
+    pytest.mark.timeout(600),  # real fits: minutes, not seconds, on a busy 2-core machine
+]
 
 PROBE = torch.linspace(-1, 1, 12).reshape(3, 4)
 

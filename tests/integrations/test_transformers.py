@@ -14,9 +14,12 @@ from replicate.integrations.transformers import ReplicateCallback
 
 from .conftest import Project
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
-)
+pytestmark = [
+    pytest.mark.filterwarnings(
+        "ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning"
+    ),
+    pytest.mark.timeout(600),  # real fits: minutes, not seconds, on a busy 2-core machine
+]
 
 PROBE = torch.arange(24).reshape(3, 8) % 50
 
