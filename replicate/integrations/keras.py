@@ -10,12 +10,28 @@ in-kernel copy), never saved twice.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from replicate.integrations._common import Recording, flatten_params, require
 
+
+def _default_backend() -> None:
+    """``replicate[keras]`` brings torch, not TensorFlow: use it unless a backend was chosen."""
+    if "KERAS_BACKEND" in os.environ or "keras" in sys.modules:
+        return
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    if (keras_home / "keras.json").exists() or importlib.util.find_spec("tensorflow"):
+        return
+    if importlib.util.find_spec("torch") is not None:
+        os.environ["KERAS_BACKEND"] = "torch"
+
+
+_default_backend()
 require("keras", "keras")
 
 import keras
