@@ -2,8 +2,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FRAMEWORKS := $(VENV)/.installed-frameworks
 
-.PHONY: install demo test lint bench chaos clean
+.PHONY: install frameworks demo test lint bench chaos clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
 install: $(STAMP)
@@ -14,12 +15,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,plot,dataframe]'
 	touch $(STAMP)
 
+# Lightning, Transformers and Keras for the integration tests and benchmarks (not the demo).
+# The extras pin torch==2.13.0, the CPU wheel on these machines.
+frameworks: $(FRAMEWORKS)
+
+$(FRAMEWORKS): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,plot,dataframe,lightning,transformers,keras]'
+	touch $(FRAMEWORKS)
+
 demo: install
 	cd examples/demo && ../../$(BIN)/python train.py
 	cd examples/demo && ../../$(BIN)/replicate ls
 	cd examples/demo && ../../$(BIN)/replicate show "$$(../../$(BIN)/replicate ls -q | tail -n 1)"
 
-lint: install
+lint: frameworks
 	$(BIN)/ruff format --check replicate tests benchmarks examples
 	$(BIN)/ruff check replicate tests benchmarks examples
 	$(BIN)/mypy
@@ -27,7 +36,7 @@ lint: install
 test: lint
 	$(BIN)/python -m pytest
 
-bench: install
+bench: frameworks
 	$(BIN)/python -m benchmarks
 
 clean:

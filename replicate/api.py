@@ -19,9 +19,9 @@ from replicate.config import Config, load_config, local_path
 from replicate.daemon import Daemon, Job, Spool, new_job_id
 from replicate.errors import ValidationError
 from replicate.experiment import Experiment
-from replicate.ids import random_id, short_id
+from replicate.ids import is_id, random_id, short_id
 from replicate.records import ExperimentRecord, now, to_json_value
-from replicate.repository import Repository
+from replicate.repository import Repository, experiment_key
 from replicate.resume import ParamsMismatch, Resume
 from replicate.runs import Runs
 
@@ -90,10 +90,14 @@ def python_packages() -> dict[str, str]:
 
 
 def _record(
-    config: Config, params: dict[str, Any], path: str, files: list[tuple[Path, str]]
+    config: Config,
+    params: dict[str, Any],
+    path: str,
+    files: list[tuple[Path, str]],
+    id: str | None = None,
 ) -> ExperimentRecord:
     return ExperimentRecord(
-        id=random_id(),
+        id=id or random_id(),
         created=now(),
         params=params,
         host=socket.gethostname(),
@@ -149,11 +153,18 @@ def _resume(
     )
 
 
-def _check_repository(daemon: Daemon, url: str, experiment_id: str, *, heartbeat: bool) -> None:
-    """Reachable, readable, the right version, and writable (the first beat proves it)."""
+def _check_repository(
+    daemon: Daemon, url: str, experiment_id: str, *, heartbeat: bool, new_id: bool = False
+) -> None:
+    """Reachable, readable, the right version, and writable (the first beat proves it).
+
+    ``new_id``: the caller chose the id, so check that no experiment has it yet.
+    """
 
     async def check(repo: Repository) -> None:
         await repo.check_version(create=True)
+        if new_id and await repo.storage.exists(experiment_key(experiment_id)):
+            raise ValidationError(f"experiment {short_id(experiment_id)} already exists in {url}")
 
     daemon.with_repository(url, check)
     if heartbeat:
@@ -207,6 +218,7 @@ def init(
     disable_heartbeat: bool = False,
     resume: Resume = None,
     params_mismatch: ParamsMismatch = "error",
+    id: str | None = None,
 ) -> Experiment:
     """Start an experiment: record params, the environment and (with ``path``) the code.
 
@@ -218,7 +230,12 @@ def init(
     Raises ConfigError for a bad replicate.yaml, ValidationError for bad params or a ``path``
     outside the project or matching nothing, and StorageError when the repository cannot be
     reached or written. A failed ``init`` leaves nothing behind.
+
+    ``id`` (64 lowercase hex characters, not yet in the repository) names a new experiment
+    when something must know it before the experiment starts, as a framework logger does.
     """
+    if id is not None and not is_id(id):
+        raise ValidationError(f"id must be 64 lowercase hex characters, got {id!r}")
     config = load_config(
         repository=repository, project_dir=Path(project_dir) if project_dir is not None else None
     )
@@ -255,8 +272,10 @@ def init(
                 ignore,
                 heartbeat=not disable_heartbeat,
             )
-    record = _record(config, clean_params, rel, files)
-    _check_repository(daemon, config.repository, record.id, heartbeat=not disable_heartbeat)
+    record = _record(config, clean_params, rel, files, id)
+    _check_repository(
+        daemon, config.repository, record.id, heartbeat=not disable_heartbeat, new_id=id is not None
+    )
     spool = daemon.spool(config.spool_dir)
     spool.lock_owner(resuming.experiment_lock(record.id))  # a resume elsewhere is refused
     try:

@@ -147,6 +147,37 @@ def collect(project_dir: Path, rel: str, ignore: Ignore) -> list[tuple[Path, str
     return found
 
 
+def collect_named(files: dict[str, Path]) -> list[tuple[Path, str]]:
+    """List (absolute path, name) of files given by name, from anywhere on disk.
+
+    A directory contributes each regular file under it as ``<name>/<relative path>``; a
+    name of ``"."`` puts a directory's files at the top.
+    """
+    found: list[tuple[Path, str]] = []
+    for name, source in files.items():
+        clean = name.replace("\\", "/").strip("/")
+        parts = clean.split("/")
+        if not clean or ".." in parts or (clean != "." and "." in parts):
+            raise ValidationError(
+                f"file name {name!r} must be a relative path inside the checkpoint"
+            )
+        if source.is_file():
+            if clean == ".":
+                raise ValidationError(f"{source} is a file: give it a name, not '.'")
+            found.append((source, clean))
+        elif source.is_dir():
+            prefix = "" if clean == "." else clean + "/"
+            found += [
+                (path, prefix + path.relative_to(source).as_posix())
+                for path in sorted(source.rglob("*"))
+                if path.is_file()
+            ]
+        else:
+            raise ValidationError(f"{source} does not exist: save it before checkpointing it")
+    found.sort(key=lambda item: item[1])
+    return found
+
+
 def snapshot(files: list[tuple[Path, str]], dest: Path) -> dict[str, int]:
     """Copy ``files`` into ``dest`` under their relative paths; return their sizes.
 

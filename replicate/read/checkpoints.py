@@ -87,6 +87,22 @@ class CheckpointView:
 
         return open_member(self.experiment.source, self.experiment.record, self.record, path)
 
+    def local_path(self, path: str = ".") -> Path:
+        """A real local path to file or directory ``path`` of this checkpoint, for a framework.
+
+        The first call downloads the checkpoint's files into a local cache; later calls return
+        the same path without downloading (the cache is checked against the sizes and sha256
+        of what was extracted). ``"."`` (the default) is the directory of all its files::
+
+            trainer.fit(model, ckpt_path=experiment.best().local_path("model.ckpt"))
+
+        Treat the result as read-only. Raises DoesNotExist if there is no such file, or the
+        checkpoint is still in the local upload queue.
+        """
+        from replicate.read.cache import local_path
+
+        return local_path(self.experiment.source, self.record, path)
+
     def checkout(
         self, output_dir: str | Path, paths: Sequence[str] | None = None
     ) -> CheckoutResult:

@@ -50,7 +50,7 @@ def archives(experiment: ExperimentRecord, checkpoint: CheckpointRecord | None) 
     return found
 
 
-def _not_pending(checkpoint: CheckpointRecord | None, source: Source) -> None:
+def not_pending(checkpoint: CheckpointRecord | None, source: Source) -> None:
     from replicate.read.source import queued
 
     if checkpoint is None:
@@ -96,7 +96,7 @@ def open_member(
 ) -> BinaryIO:
     """Open file ``path`` of the checkpoint, else of the experiment's code (see CheckpointView)."""
     rel = path.replace("\\", "/").strip("/").removeprefix("./")
-    _not_pending(checkpoint, source)
+    not_pending(checkpoint, source)
 
     async def find(repository: Repository) -> Path | None:
         is_directory = False
@@ -164,7 +164,7 @@ def checkout(
     way, a file where a directory belongs, a symlink leading out of ``output_dir``).
     ``confirm`` is asked before files that differ are overwritten, and sees the new ones too.
     """
-    _not_pending(checkpoint, source)
+    not_pending(checkpoint, source)
     todo = archives(experiment, checkpoint)
     what = f"checkpoint {short_id(checkpoint.id)}" if checkpoint else "experiment"
     if not todo:

@@ -1,0 +1,1 @@
+"""One-line integrations with training frameworks, built on the public API only."""

@@ -1,0 +1,133 @@
+"""What the framework integrations share: the experiment they record into, params, errors."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+import secrets
+from argparse import Namespace
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+import replicate
+from replicate import console
+from replicate.errors import MissingExtra
+
+#: Param names whose values are never recorded.
+SECRET = re.compile(r"(^|_)(token|secret|password|passwd|api_?key|credentials?)$", re.IGNORECASE)
+REDACTED = "[redacted]"
+
+
+def require(module: str, extra: str) -> None:
+    """Import ``module`` or raise MissingExtra naming ``pip install 'replicate[extra]'``."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtra(
+            f"replicate.integrations.{extra} needs {module}: pip install 'replicate[{extra}]'"
+        ) from exc
+
+
+def _value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Enum):
+        return _value(value.value)
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy / torch scalars and arrays
+        return _value(value.tolist())
+    return str(value)
+
+
+def flatten_params(params: Mapping[str, Any] | Namespace | None, sep: str = "/") -> dict[str, Any]:
+    """Nested dicts and Namespaces become ``outer/inner`` keys; values become JSON.
+
+    Anything that is not JSON (a class, a dtype, a callable) is recorded as its ``str()``;
+    values under secret-looking names (``hub_token``, ``api_key``…) are redacted.
+    """
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, Mapping) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}{sep}{key}" if prefix else str(key), inner)
+        elif SECRET.search(prefix.rsplit(sep, 1)[-1]) and value not in (None, ""):
+            flat[prefix] = REDACTED
+        else:
+            flat[prefix] = {} if isinstance(value, Mapping) else _value(value)
+
+    walk("", params or {})
+    return flat
+
+
+class Recording:
+    """The experiment an integration records into: the user's, or one it starts and stops.
+
+    The id is chosen up front, so a framework can show it before the experiment starts (with
+    its params) at the first save, metric or hyperparameter call.
+    """
+
+    def __init__(
+        self,
+        framework: str,
+        experiment: replicate.Experiment | None,
+        params: Mapping[str, Any] | None,
+        init_kwargs: dict[str, Any],
+    ) -> None:
+        self.framework = framework
+        self.experiment = experiment
+        self.owned = experiment is None
+        self.id = experiment.id if experiment is not None else secrets.token_hex(32)
+        self.params: dict[str, Any] = flatten_params(params)
+        self._init_kwargs = init_kwargs
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:7]
+
+    @property
+    def started(self) -> bool:
+        return self.experiment is not None
+
+    def add_params(self, params: Mapping[str, Any]) -> None:
+        """Add params; after the experiment started they can no longer be recorded."""
+        new = {k: v for k, v in params.items() if self.params.get(k, object()) != v}
+        if not new:
+            return
+        if self.experiment is None:
+            self.params.update(new)
+        else:
+            console.once(
+                f"params-{self.id}",
+                f"{self.framework} hyperparameters {sorted(new)[:5]} are not recorded: experiment "
+                f"{self.short_id} had already started (pass them to replicate.init(params=...))",
+            )
+
+    def start(self) -> replicate.Experiment:
+        """The experiment, started now (with the params gathered so far) if need be."""
+        if self.owned and self.experiment is not None and not self.experiment.is_running():
+            self.experiment = None  # the same callback in another fit(): a new experiment
+            self.id = secrets.token_hex(32)
+        if self.experiment is None:  # init() itself says where the repository is
+            self.experiment = replicate.init(params=self.params, id=self.id, **self._init_kwargs)
+        if self.owned:
+            return self.experiment
+        console.once(
+            f"where-{self.id}",
+            f"{self.framework} checkpoints of experiment {self.short_id} go to "
+            f"{self.experiment.config.repository}",
+            warning=False,
+        )
+        return self.experiment
+
+    def stop(self) -> None:
+        """Stop the experiment if this integration started it (waits for its uploads)."""
+        if self.owned and self.experiment is not None:
+            self.experiment.stop()
