@@ -2,11 +2,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install demo test lint bench clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
-install: $(STAMP)
+install: $(STAMP) $(CHROMIUM)
+
+# The browser tests drive Debian's chromium (never `playwright install`: no browser downloads).
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
