@@ -99,7 +99,9 @@ class TestStorageContract:
         await storage.write("meta/b.json", b"two")
         await storage.write("other/c.json", b"three")
         before = await storage.listing("meta/")
-        assert sorted(before) == sorted(await storage.list("meta/")) == ["meta/a.json", "meta/b.json"]
+        assert (
+            sorted(before) == sorted(await storage.list("meta/")) == ["meta/a.json", "meta/b.json"]
+        )
         assert all(before.values())
         await storage.write("meta/a.json", b"one, longer")
         after = await storage.listing("meta/")

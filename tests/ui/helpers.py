@@ -27,9 +27,7 @@ class RunningUI:
         refresh_seconds: float = 0.3,
         cache_seconds: float = 0.0,
     ) -> None:
-        app = make_app(
-            url, spool_dir, refresh_seconds=refresh_seconds, cache_seconds=cache_seconds
-        )
+        app = make_app(url, spool_dir, refresh_seconds=refresh_seconds, cache_seconds=cache_seconds)
         self.server = Server(app, "127.0.0.1", 0)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="ui-server", daemon=True)
@@ -63,7 +61,9 @@ class Reply:
         return json.loads(self.body)
 
 
-def get(base: str, path: str, *, headers: dict[str, str] | None = None, method: str = "GET") -> Reply:
+def get(
+    base: str, path: str, *, headers: dict[str, str] | None = None, method: str = "GET"
+) -> Reply:
     """One request; HTTP errors are returned, not raised."""
     request = urllib.request.Request(base.rstrip("/") + path, headers=headers or {}, method=method)
     try:
