@@ -25,10 +25,8 @@ def ui_command(state: CliState, port: int, host: str, open_browser: bool) -> Non
     Read-only, straight from the repository; stop it with Ctrl-C.
     """
     from replicate.ui import make_app, serve
-    from replicate.ui.app import is_loopback
-
     config = state.config
-    if not is_loopback(host):
+    if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(
             f"warning: the page has no login: anyone who can reach {host}:{port} can read "
             f"{config.repository}",
