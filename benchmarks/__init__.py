@@ -20,4 +20,5 @@ BENCHMARKS: dict[str, str] = {
     "ls_cold": "listing 1,000 experiments x 20 checkpoints on SeaweedFS, cold process",
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
     "loop_inflation": "slowdown of a GIL-bound and a numpy training loop checkpointing 256 MiB",
+    "ui": "replicate ui: experiments page (1,000 x 20, SeaweedFS) cold/warm; 10,000-point chart",
 }

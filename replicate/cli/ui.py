@@ -25,6 +25,7 @@ def ui_command(state: CliState, port: int, host: str, open_browser: bool) -> Non
     Read-only, straight from the repository; stop it with Ctrl-C.
     """
     from replicate.ui import make_app, serve
+
     config = state.config
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(

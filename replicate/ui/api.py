@@ -12,11 +12,10 @@ from aiohttp import web
 from replicate.read.format import experiment_json, format_value, jsonable
 from replicate.read.query import MISSING, value_of
 from replicate.read.views import ExperimentView
-from replicate.records import now
 from replicate.ui.downloads import send_member, send_object
-from replicate.ui.pages import select
+from replicate.ui.pages import list_rows
 from replicate.ui.state import checkpoint_archive, code_archive, state_of
-from replicate.ui.tables import checkpoints_table, experiments_table
+from replicate.ui.tables import checkpoints_table
 
 
 def reply(body: Any, status: int = 200) -> web.Response:
@@ -32,17 +31,15 @@ def _number(value: Any) -> float | None:
 
 async def experiments_rows(request: web.Request) -> web.Response:
     """The rows of the experiments page for the same ``?filter=`` and ``?sort=``."""
-    state = state_of(request)
-    chosen, sort, error = await select(state, request.query)
-    query = {k: request.query.getall(k) for k in request.query}
-    table = experiments_table(chosen, now(), sort=sort, query=query)
-    listed = await state.listed()
-    body = {
-        "table": table.to_json(),
-        "count": f"{len(chosen)} of {len(listed.experiments)} experiments",
-        "error": error,
-    }
-    return reply(body, 400 if error else 200)
+    rows = await list_rows(request)
+
+    def encode(_: object) -> str:
+        body = {"table": rows.table.to_json(), "count": rows.count, "error": rows.error}
+        return json.dumps(body, allow_nan=False, ensure_ascii=False)
+
+    text = await state_of(request).remember("json", request.query_string, encode)
+    status = 400 if rows.error else 200
+    return web.Response(text=text, status=status, content_type="application/json")
 
 
 async def experiment_detail(request: web.Request) -> web.Response:

@@ -17,7 +17,7 @@ from replicate.repository import Repository
 from replicate.storage import open_storage
 from replicate.ui import api, pages
 from replicate.ui.cache import MetadataCache
-from replicate.ui.html import Markup, page
+from replicate.ui.html import page
 from replicate.ui.state import STATE, UIState
 
 #: No inline script or style, nothing from another origin, no framing, no plugins.

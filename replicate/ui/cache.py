@@ -45,14 +45,16 @@ class _Objects(Generic[R]):
         self._decode = decode
         self.found: dict[str, tuple[str, R | CorruptedMetadata]] = {}
 
-    async def refresh(self, repository: Repository, on_read: Callable[[], None]) -> None:
+    async def refresh(self, repository: Repository, on_read: Callable[[], None]) -> bool:
+        """Bring ``found`` up to date; return True if anything was added, changed or removed."""
         listing = await repository.storage.listing(self.prefix)
         versions = {
             key[len(self.prefix) : -len(".json")]: version
             for key, version in listing.items()
             if key.endswith(".json") and "/" not in key[len(self.prefix) :]
         }
-        for id in set(self.found) - set(versions):
+        removed = set(self.found) - set(versions)
+        for id in removed:
             del self.found[id]  # removed (replicate rm, stop() deleting a heartbeat)
         changed = [
             id for id, v in versions.items() if id not in self.found or self.found[id][0] != v
@@ -82,12 +84,20 @@ class _Objects(Generic[R]):
                 self.found[id] = (versions[id], value)
 
         await anyio.to_thread.run_sync(decode_all)
+        return bool(removed or raw)
+
+
+#: Views are rebuilt at least this often even when nothing changed: "running" and "5 min
+#: ago" depend on the clock (a killed run's heartbeat goes stale without changing).
+REBUILD_AFTER = 10.0
 
 
 class MetadataCache:
     """Experiments and heartbeats of one repository, re-listed at most every ``max_age`` s.
 
-    Concurrent requests share one refresh. ``reads`` counts the metadata objects read so far.
+    Concurrent requests share one refresh. When a refresh finds nothing new, the same
+    :class:`Listed` object is kept, so what was computed from it can be reused.
+    ``reads`` counts the metadata objects read so far.
     """
 
     def __init__(self, repository: Repository, source: Source, *, max_age: float = 2.0) -> None:
@@ -99,6 +109,8 @@ class MetadataCache:
         self._lock = asyncio.Lock()
         self._listed: Listed | None = None
         self._at = 0.0
+        self._built_at = 0.0
+        self._pending: Queued | None = None
         self.reads = 0
 
     async def listed(self) -> Listed:
@@ -116,9 +128,19 @@ class MetadataCache:
         def count() -> None:
             self.reads += 1
 
+        changed: list[bool] = []
+
+        async def refresh(objects: _Objects[ExperimentRecord] | _Objects[HeartbeatRecord]) -> None:
+            changed.append(await objects.refresh(self._repository, count))
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._experiments.refresh, self._repository, count)
-            tg.start_soon(self._heartbeats.refresh, self._repository, count)
+            tg.start_soon(refresh, self._experiments)
+            tg.start_soon(refresh, self._heartbeats)
+        fresh = time.monotonic() - self._built_at < REBUILD_AFTER
+        if self._listed is not None and not any(changed) and pending == self._pending and fresh:
+            return self._listed
+        self._pending = pending
+        self._built_at = time.monotonic()
         records: list[ExperimentRecord] = []
         corrupted: list[CorruptedMetadata] = []
         for _, record in self._experiments.found.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -12,12 +13,13 @@ from replicate.errors import ValidationError
 from replicate.read.compare import diff_cell, sections, side_of
 from replicate.read.format import ago, differing_params, format_duration, format_size, format_value
 from replicate.read.query import Filter, apply_filters, sort_experiments
-from replicate.read.views import ExperimentList, ExperimentView
+from replicate.read.views import ExperimentView
 from replicate.records import now
+from replicate.ui.cache import Listed
 from replicate.ui.downloads import list_files
 from replicate.ui.html import Markup, el, join, page, url
 from replicate.ui.state import UIState, checkpoint_archive, code_archive, state_of
-from replicate.ui.tables import checkpoints_table, experiments_table
+from replicate.ui.tables import Table, checkpoints_table, experiments_table
 
 
 def render(state: UIState, title: str, name: str, **values: object) -> web.Response:
@@ -38,39 +40,57 @@ def filters_of(query: Any) -> list[Filter]:
     return [Filter.parse(t) for t in texts if t]
 
 
-async def select(state: UIState, query: Any) -> tuple[ExperimentList, str, str | None]:
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """The experiments page's table for one ``?filter=``/``?sort=``, and what to say about it."""
+
+    table: Table
+    count: str
+    error: str | None
+
+
+def rows_of(listed: Listed, query: Any) -> Rows:
     """The experiments ``?filter=`` and ``?sort=`` ask for, as ``ls`` would list them."""
     sort = query.get("sort", "created")
-    experiments = (await state.listed()).experiments
+    experiments = listed.experiments
+    error = None
     try:
         chosen = sort_experiments(apply_filters(experiments, filters_of(query)), sort)
     except ValidationError as exc:
-        return ExperimentList(), sort, str(exc)
-    return ExperimentList(chosen), sort, None
+        chosen, error = [], str(exc)
+    params = {k: query.getall(k) for k in query}
+    table = experiments_table(chosen, now(), sort=sort, query=params)
+    return Rows(table, f"{len(chosen)} of {len(experiments)} experiments", error)
 
 
-def _query(request: web.Request) -> dict[str, list[str]]:
-    return {k: request.query.getall(k) for k in request.query}
+async def list_rows(request: web.Request) -> Rows:
+    return await state_of(request).remember(
+        "rows", request.query_string, lambda listed: rows_of(listed, request.query)
+    )
 
 
 async def experiments_page(request: web.Request) -> web.Response:
     state = state_of(request)
-    chosen, sort, error = await select(state, request.query)
+    rows = await list_rows(request)
     listed = await state.listed()
-    table = experiments_table(chosen, now(), sort=sort, query=_query(request))
+    table = await state.remember(
+        "html",
+        request.query_string,
+        lambda _: rows.table.html(id="experiments", data_live=url("api", "experiments")),
+    )
     skipped = [f"skipped: {exc}" for exc in listed.corrupted]
     response = render(
         state,
         "Experiments",
         "experiments.html",
         filter="; ".join(request.query.getall("filter", [])),
-        sort=sort,
-        error=error or "",
+        sort=request.query.get("sort", "created"),
+        error=rows.error or "",
         skipped=join(el("li", text) for text in skipped),
-        table=table.html(id="experiments", data_live=url("api", "experiments")),
-        count=f"{len(chosen)} of {len(listed.experiments)} experiments",
+        table=table,
+        count=rows.count,
     )
-    response.set_status(400 if error else 200)
+    response.set_status(400 if rows.error else 200)
     return response
 
 

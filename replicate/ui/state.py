@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 
@@ -13,6 +15,8 @@ from replicate.read.source import Source, pick
 from replicate.read.views import CheckpointView, ExperimentView
 from replicate.repository import Repository
 from replicate.ui.cache import Listed, MetadataCache
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -26,6 +30,22 @@ class UIState:
     refresh_ms: int
     #: (kind, id) -> files of that tarball; tarballs never change once written.
     file_lists: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
+    #: (what, query) -> (the Listed it was made from, the result): tables of 1,000 rows are
+    #: rendered once per change of the repository, not once per request.
+    memo: dict[tuple[str, str], tuple[Listed, Any]] = field(default_factory=dict)
+
+    async def remember(self, what: str, query: str, make: Callable[[Listed], T]) -> T:
+        """``make(listed)``, reused while the listing has not changed."""
+        listed = await self.listed()
+        key = (what, query)
+        found = self.memo.get(key)
+        if found is not None and found[0] is listed:
+            return cast(T, found[1])
+        if len(self.memo) > 64:
+            self.memo.clear()
+        value = make(listed)
+        self.memo[key] = (listed, value)
+        return value
 
     async def listed(self) -> Listed:
         return await self.cache.listed()

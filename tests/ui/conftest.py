@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from cli.helpers import Written, write_experiments
+
 from ui.helpers import RunningUI
 
 

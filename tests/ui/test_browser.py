@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from cli.helpers import Written
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 import replicate
-from cli.helpers import Written, write_experiments
 from ui.conftest import spool_of
 from ui.helpers import RunningUI
 
@@ -47,7 +47,12 @@ def page(browser: Any) -> Iterator[Page]:
     """A fresh tab that fails the test on a dialog (alert) or a page error."""
     tab: Page = browser.new_page()
     problems: list[str] = []
-    tab.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+
+    def on_dialog(dialog: Dialog) -> None:
+        problems.append(f"dialog: {dialog.message}")
+        dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
     tab.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     tab.on(
         "console",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import replicate
 from cli.helpers import Written
+
+import replicate
 from ui.helpers import RunningUI, get
 
 

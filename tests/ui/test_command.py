@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cli.helpers import Written
 from servers import free_ports
+
 from ui.helpers import get
 
 
@@ -87,6 +88,7 @@ class TestCommand:
                 "--port",
                 str(port),
             ],
+            check=False,
             cwd=tmp_path,
             env={**os.environ, "AWS_ENDPOINT_URL_S3": s3_endpoint},
             stdin=subprocess.DEVNULL,

@@ -8,14 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from cli.helpers import (
     KEEPSAKE_BEST,
     KEEPSAKE_FIRST,
     Written,
     copy_sample,
+    read_object,
+    write_object,
     write_experiments,
 )
+
 from ui.conftest import spool_of
 from ui.helpers import RunningUI, get
 
@@ -167,15 +169,19 @@ class TestIds:
         assert says in reply.text
 
     def test_ambiguous_prefix(self, written_disk: Written, serve: Callable[..., RunningUI]) -> None:
-        """A prefix of several checkpoints is refused with the candidates."""
-        ui = serve(written_disk.url)
-        ids = [c for cs in written_disk.checkpoints.values() for c in cs]
-        prefix = next(
-            a[:n] for n in (1, 2) for a in ids if sum(1 for b in ids if b.startswith(a[:n])) > 1
+        """A prefix of several experiments is refused, naming the candidates."""
+        adam = written_disk.adam
+        twin = adam[:-1] + ("0" if adam[-1] != "0" else "1")
+        data = read_object(written_disk.url, f"metadata/experiments/{adam}.json")
+        write_object(
+            written_disk.url,
+            f"metadata/experiments/{twin}.json",
+            data.replace(adam.encode(), twin.encode()),
         )
-        reply = get(ui.base, f"/checkpoints/{prefix}/files")
+        ui = serve(written_disk.url)
+        reply = get(ui.base, f"/experiments/{adam[:63]}")
         assert reply.status == 400
-        assert "ambiguous" in reply.text
+        assert "ambiguous" in reply.text and adam[:12] in reply.text
 
     def test_file_not_in_the_checkpoint(
         self, written_disk: Written, serve: Callable[..., RunningUI]

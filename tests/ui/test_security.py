@@ -6,6 +6,8 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from cli.helpers import Written
+
 import replicate
 from ui.helpers import RunningUI, get
 
@@ -42,7 +44,7 @@ class TestEscaping:
 
 class TestHeaders:
     def test_every_response_has_the_csp(
-        self, written_disk, serve: Callable[..., RunningUI]
+        self, written_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """Pages, JSON, errors, downloads and static files all forbid inline scripts."""
         ui = serve(written_disk.url)
@@ -62,7 +64,7 @@ class TestHeaders:
             assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
     def test_pages_have_no_inline_script_or_style(
-        self, written_disk, serve: Callable[..., RunningUI]
+        self, written_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """Every script is a file of the page's own origin; no inline handlers or styles."""
         ui = serve(written_disk.url)
@@ -74,7 +76,7 @@ class TestHeaders:
             assert not re.search(r"\son[a-z]+=", text)
             assert " style=" not in text and "http://" not in text.replace(written_disk.url, "")
 
-    def test_read_only(self, written_disk, serve: Callable[..., RunningUI]) -> None:
+    def test_read_only(self, written_disk: Written, serve: Callable[..., RunningUI]) -> None:
         """Only GET and HEAD: anything that could change the repository is refused."""
         ui = serve(written_disk.url)
         for method in ("POST", "PUT", "DELETE"):
@@ -82,7 +84,7 @@ class TestHeaders:
             assert reply.status == 405
 
     def test_foreign_host_header_is_refused(
-        self, written_disk, serve: Callable[..., RunningUI]
+        self, written_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """On loopback, a request naming another host (DNS rebinding) gets nothing."""
         ui = serve(written_disk.url)
