@@ -23,6 +23,8 @@ demo: install
 	cd examples/demo && ../../$(BIN)/python train.py
 	cd examples/demo && ../../$(BIN)/replicate ls
 	cd examples/demo && ../../$(BIN)/replicate show "$$(../../$(BIN)/replicate ls -q | tail -n 1)"
+	@echo
+	@echo "To look at it in a browser: cd examples/demo && ../../$(BIN)/replicate ui --open"
 
 lint: install
 	$(BIN)/ruff format --check replicate tests benchmarks examples
