@@ -100,6 +100,17 @@ def _page(count: int) -> list[list[object]]:
             relisted = [served.get()[0] for _ in range(WARM_RUNS)]
         finally:
             served.stop()
+    return _page_rows(served.startup, cold, warm, relisted, baseline, size)
+
+
+def _page_rows(
+    startup: float,
+    cold: float,
+    warm: list[float],
+    relisted: list[float],
+    baseline: float,
+    size: int,
+) -> list[list[object]]:
     record_summary(
         NAME,
         "page cold (1,000 x 20, S3)",
@@ -117,7 +128,7 @@ def _page(count: int) -> list[list[object]]:
         f"within cache age {fmt_s(p50(warm))}",
     )
     return [
-        ["open the repository (server start)", fmt_s(served.startup), "", "", ""],
+        ["open the repository (server start)", fmt_s(startup), "", "", ""],
         [
             "GET / cold (list + read 1,000 + render)",
             fmt_s(cold),
