@@ -107,7 +107,14 @@ def experiments_table(
     columns += [_sort_header("USER", "user", sort, query)] * users
     columns += [_sort_header("HOST", "host", sort, query)] * hosts
     columns += [Cell("PARAMS")] * bool(names)
-    columns += [Cell("BEST CHECKPOINT"), _sort_header("LATEST CHECKPOINT", "step", sort, query)]
+    bests = [e.best() for e in experiments]
+    primaries = {b.primary_metric.name for b in bests if b is not None and b.primary_metric}
+    best = (
+        _sort_header("BEST CHECKPOINT", primaries.pop(), sort, query)
+        if len(primaries) == 1
+        else Cell("BEST CHECKPOINT")
+    )
+    columns += [best, _sort_header("LATEST CHECKPOINT", "step", sort, query)]
     table = Table(columns)
     for e in experiments:
         status = Cell(

@@ -143,6 +143,17 @@ class TestFilterAndSort:
         rows = get(ui.base, "/api/experiments?sort=lr").json()
         assert rows["table"]["ids"] == [written_disk.sgd, written_disk.adam]
 
+    def test_column_headers_sort(
+        self, written_disk: Written, serve: Callable[..., RunningUI]
+    ) -> None:
+        """Headers link to their sort (BEST CHECKPOINT: the shared primary metric), and flip."""
+        ui = serve(written_disk.url)
+        columns = get(ui.base, "/api/experiments?sort=loss").json()["table"]["columns"]
+        best = next(c for c in columns if c["text"].startswith("BEST CHECKPOINT"))
+        assert best["href"] == "/?sort=loss-desc" and best["text"].endswith("▲")
+        rows = get(ui.base, "/api/experiments" + best["href"].removeprefix("/")).json()
+        assert rows["table"]["ids"] == [written_disk.sgd, written_disk.adam]  # 0.4, then 0.25
+
 
 class TestIds:
     @pytest.mark.parametrize(
