@@ -32,5 +32,12 @@ def written_disk(tmp_path: Path) -> Written:
     return write_experiments((tmp_path / "repo").as_uri(), tmp_path / "project")
 
 
+@pytest.fixture(scope="module")
+def shared_disk(tmp_path_factory: pytest.TempPathFactory) -> Written:
+    """The same two experiments, written once per module, for tests that only read them."""
+    base = tmp_path_factory.mktemp("shared")
+    return write_experiments((base / "repo").as_uri(), base / "project")
+
+
 def spool_of(written: Written) -> Path:
     return written.project / ".replicate" / "spool"

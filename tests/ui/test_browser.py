@@ -76,18 +76,18 @@ def drawn_pixels(page: Page, selector: str) -> int:
 
 class TestList:
     def test_list_and_filter(
-        self, written_disk: Written, serve: Callable[..., RunningUI], page: Page
+        self, shared_disk: Written, serve: Callable[..., RunningUI], page: Page
     ) -> None:
         """The list shows the written experiments; the filter box narrows it to one."""
-        ui = serve(written_disk.url, spool_of(written_disk))
+        ui = serve(shared_disk.url, spool_of(shared_disk))
         page.goto(ui.base)
         rows = page.locator("#experiments tbody tr")
         expect(rows).to_have_count(2)
-        expect(page.locator("#experiments")).to_contain_text(written_disk.adam[:7])
+        expect(page.locator("#experiments")).to_contain_text(shared_disk.adam[:7])
         page.fill("#filter", "optimizer = sgd")
         page.press("#filter", "Enter")
         expect(rows).to_have_count(1)
-        expect(rows.first).to_contain_text(written_disk.sgd[:7])
+        expect(rows.first).to_contain_text(shared_disk.sgd[:7])
 
     def test_new_checkpoint_appears_without_reload(
         self, tmp_path: Path, serve: Callable[..., RunningUI], page: Page
@@ -118,16 +118,16 @@ class TestList:
 
 class TestExperiment:
     def test_chart_draws_and_download_matches(
-        self, written_disk: Written, serve: Callable[..., RunningUI], page: Page, tmp_path: Path
+        self, shared_disk: Written, serve: Callable[..., RunningUI], page: Page, tmp_path: Path
     ) -> None:
         """Each metric gets a chart with drawn pixels; a downloaded file equals what was saved."""
-        ui = serve(written_disk.url)
-        page.goto(f"{ui.base}experiments/{written_disk.adam[:7]}")
+        ui = serve(shared_disk.url)
+        page.goto(f"{ui.base}experiments/{shared_disk.adam[:7]}")
         expect(page.locator("#charts .chart")).to_have_count(2)  # loss, accuracy
         assert drawn_pixels(page, "#charts .chart:first-child") > 100
         expect(page.locator("#checkpoints tbody tr")).to_have_count(4)
         expect(page.locator("#checkpoints .best")).to_have_count(1)
-        first = written_disk.checkpoints["adam"][0]
+        first = shared_disk.checkpoints["adam"][0]
         page.goto(f"{ui.base}checkpoints/{first}/files")
         with page.expect_download() as info:
             page.click("text=model.pth")
@@ -138,19 +138,19 @@ class TestExperiment:
 
 class TestCompare:
     def test_compare_overlays_and_lists_differences(
-        self, written_disk: Written, serve: Callable[..., RunningUI], page: Page
+        self, shared_disk: Written, serve: Callable[..., RunningUI], page: Page
     ) -> None:
         """Two runs picked in the list: their curves share a chart; lr and optimizer differ."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         page.goto(ui.base)
-        page.check(f"input[value='{written_disk.adam}']")
-        page.check(f"input[value='{written_disk.sgd}']")
+        page.check(f"input[value='{shared_disk.adam}']")
+        page.check(f"input[value='{shared_disk.sgd}']")
         page.click("#compare-button")
         expect(page.locator("#charts .chart")).to_have_count(2)
         legend = page.locator("#charts .chart:first-child .u-legend .u-series")
         expect(legend).to_have_count(3)  # step + the two runs
-        expect(legend.nth(1)).to_contain_text(written_disk.adam[:7])
-        expect(legend.nth(2)).to_contain_text(written_disk.sgd[:7])
+        expect(legend.nth(1)).to_contain_text(shared_disk.adam[:7])
+        expect(legend.nth(2)).to_contain_text(shared_disk.sgd[:7])
         assert drawn_pixels(page, "#charts .chart:first-child") > 100
         diff = page.locator("#diff")
         expect(diff).to_contain_text("lr")

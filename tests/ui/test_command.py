@@ -33,25 +33,25 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 
 class TestCommand:
-    def test_serves_until_interrupted(self, written_disk: Written) -> None:
+    def test_serves_until_interrupted(self, shared_disk: Written) -> None:
         """It prints the page's URL, serves the repository, and exits 0 on Ctrl-C."""
         (port,) = free_ports(1)
-        process = start(written_disk.project, "-R", written_disk.url, "--port", str(port))
+        process = start(shared_disk.project, "-R", shared_disk.url, "--port", str(port))
         try:
             assert process.stdout is not None
             line = process.stdout.readline()
             assert f"http://127.0.0.1:{port}/" in line
-            assert written_disk.adam[:7] in get(f"http://127.0.0.1:{port}", "/").text
+            assert shared_disk.adam[:7] in get(f"http://127.0.0.1:{port}", "/").text
         finally:
             code, err = stop(process)
         assert code == 0
         assert "no login" not in err
 
-    def test_other_host_warns_once(self, written_disk: Written) -> None:
+    def test_other_host_warns_once(self, shared_disk: Written) -> None:
         """Listening anywhere but 127.0.0.1 prints one line saying the page has no login."""
         (port,) = free_ports(1)
         process = start(
-            written_disk.project, "-R", written_disk.url, "--host", "127.0.0.2", "--port", str(port)
+            shared_disk.project, "-R", shared_disk.url, "--host", "127.0.0.2", "--port", str(port)
         )
         try:
             assert process.stdout is not None
@@ -61,7 +61,7 @@ class TestCommand:
         warnings = [line for line in err.splitlines() if "no login" in line]
         assert len(warnings) == 1 and warnings[0].startswith("warning:")
 
-    def test_port_in_use_is_one_line(self, written_disk: Written) -> None:
+    def test_port_in_use_is_one_line(self, shared_disk: Written) -> None:
         """A port that is taken fails with exit 1 and one line naming --port."""
         import socket
 
@@ -69,7 +69,7 @@ class TestCommand:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            process = start(written_disk.project, "-R", written_disk.url, "--port", str(port))
+            process = start(shared_disk.project, "-R", shared_disk.url, "--port", str(port))
             _, err = process.communicate(timeout=60)
         assert process.returncode == 1
         assert err.strip().count("\n") == 0 and "--port" in err

@@ -14,8 +14,8 @@ from cli.helpers import (
     Written,
     copy_sample,
     read_object,
-    write_object,
     write_experiments,
+    write_object,
 )
 
 from ui.conftest import spool_of
@@ -112,22 +112,22 @@ class TestKeepsakeSample:
 
 class TestFilterAndSort:
     def test_filter_narrows_like_ls(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """?filter= takes ls --filter expressions; several separated by ';' must all hold."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         only_adam = get(ui.base, "/api/experiments?filter=optimizer%20%3D%20adam").json()
-        assert only_adam["table"]["ids"] == [written_disk.adam]
+        assert only_adam["table"]["ids"] == [shared_disk.adam]
         both = get(ui.base, "/api/experiments?filter=loss%20%3C%201%3B%20layers%20%3D%202").json()
-        assert both["table"]["ids"] == [written_disk.adam, written_disk.sgd]
+        assert both["table"]["ids"] == [shared_disk.adam, shared_disk.sgd]
         none = get(ui.base, "/api/experiments?filter=lr%20%3E%200.1%3B%20layers%20%3D%202").json()
         assert none["table"]["ids"] == []
 
     def test_bad_filter_is_one_clear_message(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """A malformed filter or an unknown name answers 400 with ls's message, escaped."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         bad = get(ui.base, "/?filter=%3Cb%3Elr")
         assert bad.status == 400
         assert "cannot read the filter &#x27;&lt;b&gt;lr&#x27;" in bad.text
@@ -135,24 +135,24 @@ class TestFilterAndSort:
         assert unknown.status == 400
         assert "no experiment has 'nope'" in unknown.json()["error"]
 
-    def test_sort_descending(self, written_disk: Written, serve: Callable[..., RunningUI]) -> None:
+    def test_sort_descending(self, shared_disk: Written, serve: Callable[..., RunningUI]) -> None:
         """?sort=NAME-desc sorts as ls --sort does."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         rows = get(ui.base, "/api/experiments?sort=lr-desc").json()
-        assert rows["table"]["ids"] == [written_disk.adam, written_disk.sgd]
+        assert rows["table"]["ids"] == [shared_disk.adam, shared_disk.sgd]
         rows = get(ui.base, "/api/experiments?sort=lr").json()
-        assert rows["table"]["ids"] == [written_disk.sgd, written_disk.adam]
+        assert rows["table"]["ids"] == [shared_disk.sgd, shared_disk.adam]
 
     def test_column_headers_sort(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """Headers link to their sort (BEST CHECKPOINT: the shared primary metric), and flip."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         columns = get(ui.base, "/api/experiments?sort=loss").json()["table"]["columns"]
         best = next(c for c in columns if c["text"].startswith("BEST CHECKPOINT"))
         assert best["href"] == "/?sort=loss-desc" and best["text"].endswith("▲")
         rows = get(ui.base, "/api/experiments" + best["href"].removeprefix("/")).json()
-        assert rows["table"]["ids"] == [written_disk.sgd, written_disk.adam]  # 0.4, then 0.25
+        assert rows["table"]["ids"] == [shared_disk.sgd, shared_disk.adam]  # 0.4, then 0.25
 
 
 class TestIds:
@@ -167,14 +167,14 @@ class TestIds:
     )
     def test_bad_ids(
         self,
-        written_disk: Written,
+        shared_disk: Written,
         serve: Callable[..., RunningUI],
         path: str,
         status: int,
         says: str,
     ) -> None:
         """Ids from the URL are checked like CLI ids: hexadecimal, unique prefixes."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         reply = get(ui.base, path)
         assert reply.status == status
         assert says in reply.text
@@ -195,14 +195,14 @@ class TestIds:
         assert "ambiguous" in reply.text and adam[:12] in reply.text
 
     def test_file_not_in_the_checkpoint(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """Only members of the tarball are served: any other path is a 404."""
-        ui = serve(written_disk.url)
-        first = written_disk.checkpoints["adam"][0]
+        ui = serve(shared_disk.url)
+        first = shared_disk.checkpoints["adam"][0]
         for path in ("train.py", "../model.pth", "model.pth/x"):
             assert get(ui.base, f"/checkpoints/{first}/files/{path}").status == 404
-        metrics_only = written_disk.checkpoints["adam"][3]
+        metrics_only = shared_disk.checkpoints["adam"][3]
         reply = get(ui.base, f"/checkpoints/{metrics_only}/tarball")
         assert reply.status == 404 and "metrics only" in reply.text
 

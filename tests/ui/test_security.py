@@ -44,11 +44,11 @@ class TestEscaping:
 
 class TestHeaders:
     def test_every_response_has_the_csp(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """Pages, JSON, errors, downloads and static files all forbid inline scripts."""
-        ui = serve(written_disk.url)
-        first = written_disk.checkpoints["adam"][0]
+        ui = serve(shared_disk.url)
+        first = shared_disk.checkpoints["adam"][0]
         for path in (
             "/",
             "/api/experiments",
@@ -64,31 +64,31 @@ class TestHeaders:
             assert reply.headers["X-Content-Type-Options"] == "nosniff"
 
     def test_pages_have_no_inline_script_or_style(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """Every script is a file of the page's own origin; no inline handlers or styles."""
-        ui = serve(written_disk.url)
-        adam, sgd = written_disk.adam, written_disk.sgd
+        ui = serve(shared_disk.url)
+        adam, sgd = shared_disk.adam, shared_disk.sgd
         for path in ("/", f"/experiments/{adam}", f"/compare?id={adam}&id={sgd}"):
             text = get(ui.base, path).text
             scripts = re.findall(r"<script([^>]*)>", text)
             assert scripts and all('src="/static/' in s for s in scripts)
             assert not re.search(r"\son[a-z]+=", text)
-            assert " style=" not in text and "http://" not in text.replace(written_disk.url, "")
+            assert " style=" not in text and "http://" not in text.replace(shared_disk.url, "")
 
-    def test_read_only(self, written_disk: Written, serve: Callable[..., RunningUI]) -> None:
+    def test_read_only(self, shared_disk: Written, serve: Callable[..., RunningUI]) -> None:
         """Only GET and HEAD: anything that could change the repository is refused."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         for method in ("POST", "PUT", "DELETE"):
-            reply = get(ui.base, f"/experiments/{written_disk.adam}", method=method)
+            reply = get(ui.base, f"/experiments/{shared_disk.adam}", method=method)
             assert reply.status == 405
 
     def test_foreign_host_header_is_refused(
-        self, written_disk: Written, serve: Callable[..., RunningUI]
+        self, shared_disk: Written, serve: Callable[..., RunningUI]
     ) -> None:
         """On loopback, a request naming another host (DNS rebinding) gets nothing."""
-        ui = serve(written_disk.url)
+        ui = serve(shared_disk.url)
         reply = get(ui.base, "/api/experiments", headers={"Host": "evil.example:8866"})
         assert reply.status == 421
-        assert written_disk.adam not in reply.text
+        assert shared_disk.adam not in reply.text
         assert get(ui.base, "/", headers={"Host": "localhost:8866"}).status == 200
