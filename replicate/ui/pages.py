@@ -152,27 +152,28 @@ async def _files(state: UIState, kind: str, id: str, archive: Any) -> list[tuple
 
 async def _code_files(state: UIState, experiment: ExperimentView) -> Markup:
     if experiment.upload_state or not experiment.path:
-        return escape_text("(none saved)" if not experiment.upload_state else "(not uploaded yet)")
+        return _muted("(none saved)" if not experiment.upload_state else "(not uploaded yet)")
     archive = code_archive(experiment)
     files = await _files(state, "experiments", experiment.id, archive)
     link = url("experiments", experiment.id, "tarball")
-    rows = [
-        el(
-            "tr",
-            el("td", el("a", rel, href=url("experiments", experiment.id, "files", rel))),
-            el("td", format_size(size)),
-        )
-        for rel, size in files
-    ]
     return join(
         [
             el("p", el("a", "download the code (.tar.gz)", href=link)),
-            el("table", join(rows), class_="files"),
+            _file_table("experiments", experiment.id, files),
         ]
     )
 
 
-def escape_text(text: str) -> Markup:
+def _file_table(kind: str, id: str, files: Sequence[tuple[str, int]]) -> Markup:
+    """Each file of a tarball, linked to its download, with its size."""
+    rows = (
+        el("tr", el("td", el("a", rel, href=url(kind, id, "files", rel))), el("td", format_size(n)))
+        for rel, n in files
+    )
+    return el("table", join(rows), class_="files")
+
+
+def _muted(text: str) -> Markup:
     return el("p", text, class_="muted")
 
 
@@ -180,14 +181,6 @@ async def checkpoint_files_page(request: web.Request) -> web.Response:
     state = state_of(request)
     c = await state.checkpoint(request.match_info["id"])
     files = await _files(state, "checkpoints", c.id, checkpoint_archive(c))
-    rows = [
-        el(
-            "tr",
-            el("td", el("a", rel, href=url("checkpoints", c.id, "files", rel))),
-            el("td", format_size(size)),
-        )
-        for rel, size in files
-    ]
     return render(
         state,
         f"Checkpoint {c.short_id}",
@@ -196,7 +189,7 @@ async def checkpoint_files_page(request: web.Request) -> web.Response:
         experiment=el("a", c.experiment.short_id, href=url("experiments", c.experiment.id)),
         step=format_value(c.step),
         tarball=url("checkpoints", c.id, "tarball"),
-        files=el("table", join(rows), class_="files"),
+        files=_file_table("checkpoints", c.id, files),
     )
 
 

@@ -109,14 +109,14 @@ def experiments_table(
     columns += [Cell("PARAMS")] * bool(names)
     bests = [e.best() for e in experiments]
     primaries = {b.primary_metric.name for b in bests if b is not None and b.primary_metric}
-    best = (
+    best_header = (
         _sort_header("BEST CHECKPOINT", primaries.pop(), sort, query)
         if len(primaries) == 1
         else Cell("BEST CHECKPOINT")
     )
-    columns += [best, _sort_header("LATEST CHECKPOINT", "step", sort, query)]
+    columns += [best_header, _sort_header("LATEST CHECKPOINT", "step", sort, query)]
     table = Table(columns)
-    for e in experiments:
+    for e, best in zip(experiments, bests, strict=True):
         status = Cell(
             e.status,
             cls="running" if e.status == "running" else "pending" if e.upload_state else None,
@@ -130,7 +130,7 @@ def experiments_table(
         if names:
             shown = [f"{n}={format_value(e.params[n])}" for n in names if n in e.params]
             row.append(Cell("\n".join(shown), cls="params"))
-        best, latest = e.best(), e.latest()
+        latest = e.latest()
         row += [_checkpoint_cell(best), _checkpoint_cell(latest, metric=latest is not best)]
         table.rows.append(row)
         table.row_ids.append(e.id)
