@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 
+import anyio
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from replicate.daemon import Daemon
 from replicate.errors import AmbiguousID, DoesNotExist, ReplicateError, ValidationError
 from replicate.read.source import Source
 from replicate.repository import Repository
@@ -169,14 +170,19 @@ class Server:
 
 
 def serve(app: web.Application, host: str, port: int, on_ready: Callable[[str], None]) -> None:
-    """Serve until interrupted (Ctrl-C raises KeyboardInterrupt once everything is closed)."""
+    """Serve from the process's Daemon loop until interrupted.
+
+    Ctrl-C raises KeyboardInterrupt in the caller; when the main thread ends, the Daemon's
+    shutdown cancels this task, and the server closes (shielded) before the loop stops.
+    """
 
     async def main() -> None:
         server = Server(app, host, port)
         on_ready(await server.start())
         try:
-            await asyncio.Event().wait()
+            await anyio.sleep_forever()
         finally:
-            await server.stop()
+            with anyio.CancelScope(shield=True):
+                await server.stop()
 
-    asyncio.run(main())
+    Daemon.get().call(main)

@@ -83,7 +83,7 @@ async def send_object(
     request: web.Request, repository: Repository, archive: Archive
 ) -> web.StreamResponse:
     """Stream a tarball of the repository as it is stored."""
-    key = archive_key(archive.kind, archive.id)
+    key = archive_key(archive.folder, archive.id)
     chunks: AsyncIterator[bytes] = repository.storage.stream(key)
     response = web.StreamResponse(
         headers={
@@ -113,8 +113,8 @@ async def send_member(
 ) -> web.StreamResponse:
     """Stream file ``rel`` out of a tarball as it is decoded; nothing is written to disk."""
     sink = OneFile(rel)
-    unpacker = Unpacker(sink, archive_key(archive.kind, archive.id))
-    key = archive_key(archive.kind, archive.id)
+    unpacker = Unpacker(sink, archive_key(archive.folder, archive.id))
+    key = archive_key(archive.folder, archive.id)
     chunks: AsyncIterator[bytes] = repository.storage.stream(key, FEED_SIZE)
     response: web.StreamResponse | None = None
     async with contextlib.aclosing(chunks):  # type: ignore[type-var]

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from rich.filesize import decimal
 
 from replicate.errors import ValidationError
 from replicate.read.compare import diff_cell, sections, side_of
-from replicate.read.format import ago, differing_params, format_duration, format_size, format_value
+from replicate.read.format import ago, differing_params, format_duration, format_value
 from replicate.read.query import Filter, apply_filters, sort_experiments
 from replicate.read.views import ExperimentView
 from replicate.records import now
@@ -167,7 +168,7 @@ async def _code_files(state: UIState, experiment: ExperimentView) -> Markup:
 def _file_table(kind: str, id: str, files: Sequence[tuple[str, int]]) -> Markup:
     """Each file of a tarball, linked to its download, with its size."""
     rows = (
-        el("tr", el("td", el("a", rel, href=url(kind, id, "files", rel))), el("td", format_size(n)))
+        el("tr", el("td", el("a", rel, href=url(kind, id, "files", rel))), el("td", decimal(n)))
         for rel, n in files
     )
     return el("table", join(rows), class_="files")
