@@ -3,11 +3,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FRAMEWORKS := $(VENV)/.installed-frameworks
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: install frameworks demo test lint bench chaos clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
-install: $(STAMP)
+install: $(STAMP) $(CHROMIUM)
+
+# The browser tests drive Debian's chromium (never `playwright install`: no browser downloads).
+$(CHROMIUM):
+	apt-get install -y chromium || (apt-get update && apt-get install -y chromium)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +32,8 @@ demo: install
 	cd examples/demo && ../../$(BIN)/python train.py
 	cd examples/demo && ../../$(BIN)/replicate ls
 	cd examples/demo && ../../$(BIN)/replicate show "$$(../../$(BIN)/replicate ls -q | tail -n 1)"
+	@echo
+	@echo "To look at it in a browser: cd examples/demo && ../../$(BIN)/replicate ui --open"
 
 lint: frameworks
 	$(BIN)/ruff format --check replicate tests benchmarks examples

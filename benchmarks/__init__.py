@@ -21,4 +21,5 @@ BENCHMARKS: dict[str, str] = {
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
     "loop_inflation": "slowdown of a GIL-bound and a numpy training loop checkpointing 256 MiB",
     "integrations": "a save of ~64 MiB in Lightning, Transformers, Keras: own vs with replicate",
+    "ui": "replicate ui: experiments page (1,000 x 20, SeaweedFS) cold/warm; 10,000-point chart",
 }

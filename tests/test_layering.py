@@ -72,6 +72,12 @@ class TestLayering:
             bad = [name for name in imports(path) if name.startswith(SYNC_LAYER)]
             assert bad == [], f"{path.name} imports {bad}"
 
+    def test_the_web_page_never_imports_the_cli(self) -> None:
+        """replicate/ui reads through replicate/read like the CLI does, never through cli/."""
+        for path in sorted((PACKAGE / "ui").rglob("*.py")):
+            bad = [name for name in imports(path) if name.startswith("replicate.cli")]
+            assert bad == [], f"ui/{path.name} imports {bad}"
+
 
 class TestPublicSurface:
     def test_all_is_sorted_and_complete(self) -> None:

@@ -40,9 +40,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from replicate.cli import checkout, diff, gc, ls, queue, rm, show, verify, wait
+    from replicate.cli import checkout, diff, gc, ls, queue, rm, show, ui, verify, wait
 
-    for module in (ls, show, diff, checkout, rm, gc, verify, queue, wait):
+    for module in (ls, show, diff, checkout, rm, gc, verify, queue, wait, ui):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from replicate.console import printable
 from replicate.read.format import format_value
+from replicate.read.format import checkpoint_label, primary_metric_text
 from replicate.read.views import CheckpointView
 
 
@@ -160,12 +161,12 @@ def checkpoint_cell(checkpoint: CheckpointView | None, *, metric: bool = True) -
     """``5a9beec (step 2)`` and, below it, the primary metric; upload state if queued."""
     if checkpoint is None:
         return Text("")
-    cell = Text(f"{checkpoint.short_id} (step {format_value(checkpoint.step)})")
+    cell = Text(checkpoint_label(checkpoint))
     if checkpoint.upload_state:
         cell.append(f" ({checkpoint.upload_state})", style="yellow")
-    pm = checkpoint.primary_metric
-    if metric and pm is not None and pm.name in checkpoint.metrics:
-        cell.append(f"\n{pm.name}={format_value(checkpoint.metrics[pm.name])}")
+    primary = primary_metric_text(checkpoint)
+    if metric and primary is not None:
+        cell.append(f"\n{primary}")
     return cell
 
 

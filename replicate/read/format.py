@@ -90,6 +90,19 @@ def differing_params(experiments: Sequence[ExperimentView]) -> list[str]:
     return found
 
 
+def checkpoint_label(checkpoint: CheckpointView) -> str:
+    """``5a9beec (step 2)``: how ``ls`` names a checkpoint."""
+    return f"{checkpoint.short_id} (step {format_value(checkpoint.step)})"
+
+
+def primary_metric_text(checkpoint: CheckpointView) -> str | None:
+    """``loss=0.25``: the checkpoint's own primary metric, if it has it."""
+    pm = checkpoint.primary_metric
+    if pm is None or pm.name not in checkpoint.metrics:
+        return None
+    return f"{pm.name}={format_value(checkpoint.metrics[pm.name])}"
+
+
 def checkpoint_json(checkpoint: CheckpointView) -> dict[str, Any]:
     body = checkpoint.record.to_dict()
     body["experiment_id"] = checkpoint.experiment.id

@@ -160,8 +160,12 @@ class BucketStorage(abc.ABC):
     async def _object_size(self, name: str) -> int: ...
 
     @abc.abstractmethod
-    async def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
-        """Return the full object names of one page and the next page's token (None: last)."""
+    async def _list_page(
+        self, prefix: str, token: str | None
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """Return (full object name, version) of one page and the next page's token (None: last).
+
+        The version is the ETag or generation the listing reports."""
 
     @abc.abstractmethod
     async def _delete_object(self, name: str) -> None: ...
@@ -275,12 +279,16 @@ class BucketStorage(abc.ABC):
     # Last: below this, ``list`` in the class body names the method.
     async def list(self, prefix: str) -> list[str]:
         """Return every key under ``prefix``, relative to the root, a page at a time."""
+        return [*(await self.listing(prefix))]
+
+    async def listing(self, prefix: str) -> dict[str, str]:
+        """Return every key under ``prefix`` with its ETag or generation, a page at a time."""
         full = join(self.root, check_prefix(prefix))
-        keys: list[str] = []
+        keys: dict[str, str] = {}
         token: str | None = None
         while True:
             names, token = await self._retry(functools.partial(self._list_page, full, token))
-            keys.extend(strip(self.root, name) for name in names)
+            keys.update((strip(self.root, name), version) for name, version in names)
             if token is None:
                 break
         self._bucket_ok = True

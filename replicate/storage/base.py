@@ -67,6 +67,14 @@ class Storage(Protocol):
         """Return every key under ``prefix`` (a "directory" such as ``metadata/experiments/``)."""
         ...
 
+    async def listing(self, prefix: str) -> dict[str, str]:
+        """Return every key under ``prefix`` with a version token from the same listing.
+
+        The token (S3 ETag, GCS generation, size and mtime on disk) changes whenever the
+        object is rewritten, so a reader can re-read only what changed.
+        """
+        ...
+
     async def delete(self, key: str) -> None:
         """Delete one object; deleting a missing object is not an error."""
         ...

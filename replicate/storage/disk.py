@@ -186,6 +186,20 @@ class DiskStorage:
         _common.check_prefix(prefix)
         return await anyio.to_thread.run_sync(_walk, self.root, prefix)
 
+    async def listing(self, prefix: str) -> dict[str, str]:
+        """Return every key under ``prefix`` with ``size:mtime_ns`` (a replace changes both)."""
+        _common.check_prefix(prefix)
+
+        def walk_and_stat() -> dict[str, str]:
+            found = {}
+            for key in _walk(self.root, prefix):
+                with contextlib.suppress(FileNotFoundError):  # deleted while we listed
+                    st = os.stat(self._path(key))
+                    found[key] = f"{st.st_size}:{st.st_mtime_ns}"
+            return found
+
+        return await anyio.to_thread.run_sync(walk_and_stat)
+
     async def delete(self, key: str) -> None:
         """Delete one object; deleting a missing object is not an error."""
         path = self._path(key)

@@ -380,16 +380,20 @@ class GCSStorage(_common.BucketStorage):
             )
             return int(metadata["size"])
 
-    async def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
-        """At most 1,000 names."""
-        params = {"prefix": prefix, "maxResults": "1000", "fields": "items(name),nextPageToken"}
+    async def _list_page(
+        self, prefix: str, token: str | None
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """At most 1,000 names, with their generations."""
+        fields = "items(name,generation),nextPageToken"
+        params = {"prefix": prefix, "maxResults": "1000", "fields": fields}
         if token:
             params["pageToken"] = token
         with map_gcs_errors(self.bucket, prefix, bucket_level=True):
             response: dict[str, Any] = await self.client.list_objects(
                 self.bucket, params=params, timeout=self._short_seconds
             )
-        return [o["name"] for o in response.get("items", [])], response.get("nextPageToken") or None
+        items = [(o["name"], str(o.get("generation", ""))) for o in response.get("items", [])]
+        return items, response.get("nextPageToken") or None
 
     async def _delete_object(self, name: str) -> None:
         with map_gcs_errors(self.bucket, name):

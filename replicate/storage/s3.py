@@ -341,8 +341,10 @@ class S3Storage(_common.BucketStorage):
             response = await self.client.head_object(Bucket=self.bucket, Key=name)
             return response["ContentLength"]
 
-    async def _list_page(self, prefix: str, token: str | None) -> tuple[list[str], str | None]:
-        """At most 1,000 names."""
+    async def _list_page(
+        self, prefix: str, token: str | None
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """At most 1,000 names, with their ETags."""
         with map_s3_errors(self.bucket, prefix):
             if token is None:
                 response = await self.client.list_objects_v2(Bucket=self.bucket, Prefix=prefix)
@@ -350,7 +352,7 @@ class S3Storage(_common.BucketStorage):
                 response = await self.client.list_objects_v2(
                     Bucket=self.bucket, Prefix=prefix, ContinuationToken=token
                 )
-        names = [o["Key"] for o in response.get("Contents", [])]
+        names = [(o["Key"], o.get("ETag", "")) for o in response.get("Contents", [])]
         return names, response["NextContinuationToken"] if response.get("IsTruncated") else None
 
     async def _delete_object(self, name: str) -> None:

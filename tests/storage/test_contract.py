@@ -89,6 +89,23 @@ class TestStorageContract:
         assert sorted(await storage.list("many/")) == keys
         assert sorted(await storage.list("other/")) == ["other/y.json"]
         assert len(await storage.list("")) == 1103
+
+    async def test_listing_versions_change_when_an_object_is_rewritten(
+        self, storage: Storage
+    ) -> None:
+        """listing() names the same keys as list(), and a key's version changes on rewrite only."""
+        await storage.write("meta/a.json", b"one")
+        await storage.write("meta/b.json", b"two")
+        await storage.write("other/c.json", b"three")
+        before = await storage.listing("meta/")
+        assert (
+            sorted(before) == sorted(await storage.list("meta/")) == ["meta/a.json", "meta/b.json"]
+        )
+        assert all(before.values())
+        await storage.write("meta/a.json", b"one, longer")
+        after = await storage.listing("meta/")
+        assert after["meta/a.json"] != before["meta/a.json"]
+        assert after["meta/b.json"] == before["meta/b.json"]
         assert await storage.list("nothing/") == []
 
     async def test_overwrite_replaces_the_whole_object(self, storage: Storage) -> None:
