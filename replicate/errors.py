@@ -22,6 +22,7 @@
     │   ├── DaemonClosed               used after close, or from a forked child
     │   ├── JobFailed                  one job that will not land without help
     │   └── UploadFailed               jobs that did not land; lists them
+    ├── DistributedError               rank 0 of a torch.distributed job could not start the experiment
     └── SeveralErrors                  concurrent work failed in more than one way; lists each
 """
 
@@ -122,6 +123,10 @@ class UploadFailed(DaemonError):
     def __init__(self, message: str, failures: dict[str, str]) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class DistributedError(ReplicateError):
+    """Raised on every other rank when rank 0 could not start the shared experiment."""
 
 
 class SeveralErrors(ReplicateError):
