@@ -12,6 +12,7 @@ there exactly when the user's script imported it (and so could have started a pr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -100,7 +101,9 @@ def collective_init(
         try:
             experiment = start()
         except BaseException as exc:
-            _broadcast({"error": f"{type(exc).__name__}: {exc}"})
+            # the original error is what rank 0 must raise, even if the group is broken too
+            with contextlib.suppress(Exception):
+                _broadcast({"error": f"{type(exc).__name__}: {exc}"})
             raise
         _broadcast(
             {

@@ -174,10 +174,11 @@ def test_a_failed_init_on_rank_0_is_raised_on_every_rank(job: Job) -> None:
 
 
 def test_resume_is_collective(job: Job) -> None:
-    """Rank 0 resumes; both ranks go on with the same experiment from the next step."""
+    """Rank 0 resumes; both ranks read its latest checkpoint and go on from the next step."""
     first = job.ranks[0]["first"]
     zero, one = (rank["resumed"] for rank in job.ranks)
     assert zero["id"] == one["id"] == first["id"]
+    assert zero["latest"] == one["latest"] == [first["checkpoints"][2]["id"], 2]
     assert [(c["skipped"], c["step"]) for c in zero["checkpoints"] + one["checkpoints"]] == [
         (False, 3),
         (True, 3),

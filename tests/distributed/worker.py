@@ -52,6 +52,7 @@ def first(rank: int) -> dict[str, Any]:
     for step in (0, 1):
         save(rank, f"weights at step {step}".encode())
         experiment.checkpoint(path="model.pth", step=step, quiet=True)
+        dist.barrier()  # as a training step's all-reduce: no rank writes step+1 before this
     with experiment.checkpoint_dir(step=2) as directory:
         (directory / "model.pth").write_bytes(b"weights at step 2")
     experiment.stop(raise_on_error=True)
@@ -64,10 +65,16 @@ def first(rank: int) -> dict[str, Any]:
 
 def resumed(rank: int, experiment_id: str) -> dict[str, Any]:
     experiment = replicate.init(params={"lr": 0.1}, resume=experiment_id)
+    latest = experiment.latest()  # where a resumed job restarts from, read on every rank
+    dist.barrier()  # before rank 0 saves a later one (which latest() would then see)
     save(rank, b"weights at step 3")
     checkpoint = experiment.checkpoint(path="model.pth", quiet=True)  # the step after the last
     experiment.stop(raise_on_error=True)
-    return {"id": experiment.id, "checkpoints": [record(checkpoint)]}
+    return {
+        "id": experiment.id,
+        "latest": None if latest is None else [latest.id, latest.step],
+        "checkpoints": [record(checkpoint)],
+    }
 
 
 def main() -> None:
