@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 frameworks: $(FRAMEWORKS)
 
 $(FRAMEWORKS): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,plot,dataframe,lightning,transformers,keras]'
+	$(BIN)/python -m pip install --quiet -e '.[test,plot,dataframe,lightning,transformers,keras,distributed]'
 	touch $(FRAMEWORKS)
 
 demo: install

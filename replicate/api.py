@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from replicate import archive, console
+from replicate import archive, console, distributed
 from replicate import resume as resuming
 from replicate.config import Config, load_config, local_path
 from replicate.daemon import Daemon, Job, Spool, new_job_id
@@ -209,7 +209,7 @@ def _stage_code(
     return job
 
 
-def init(
+def _start(
     path: str | os.PathLike[str] | None = None,
     params: dict[str, Any] | None = None,
     *,
@@ -220,20 +220,7 @@ def init(
     params_mismatch: ParamsMismatch = "error",
     id: str | None = None,
 ) -> Experiment:
-    """Start an experiment: record params, the environment and (with ``path``) the code.
-
-    With ``resume``, continue one whose process died instead: True for the latest started
-    from this project that did not stop cleanly (an error if there is none), ``"allow"`` for
-    that or else a new one, or an id prefix (also from another machine). ``REPLICATE_RESUME``
-    does the same. Params must match the stored ones unless ``params_mismatch="update"``.
-
-    Raises ConfigError for a bad replicate.yaml, ValidationError for bad params or a ``path``
-    outside the project or matching nothing, and StorageError when the repository cannot be
-    reached or written. A failed ``init`` leaves nothing behind.
-
-    ``id`` (64 lowercase hex characters, not yet in the repository) names a new experiment
-    when something must know it before the experiment starts, as a framework logger does.
-    """
+    """``init()`` in one process (rank 0 of a distributed job): see :func:`init`."""
     if id is not None and not is_id(id):
         raise ValidationError(f"id must be 64 lowercase hex characters, got {id!r}")
     config = load_config(
@@ -294,3 +281,51 @@ def init(
     return Experiment(
         record, config, daemon, spool, ignore, heartbeat=not disable_heartbeat, code_upload=future
     )
+
+
+def init(
+    path: str | os.PathLike[str] | None = None,
+    params: dict[str, Any] | None = None,
+    *,
+    repository: str | None = None,
+    project_dir: str | os.PathLike[str] | None = None,
+    disable_heartbeat: bool = False,
+    resume: Resume = None,
+    params_mismatch: ParamsMismatch = "error",
+    id: str | None = None,
+) -> Experiment:
+    """Start an experiment: record params, the environment and (with ``path``) the code.
+
+    With ``resume``, continue one whose process died instead: True for the latest started
+    from this project that did not stop cleanly (an error if there is none), ``"allow"`` for
+    that or else a new one, or an id prefix (also from another machine). ``REPLICATE_RESUME``
+    does the same. Params must match the stored ones unless ``params_mismatch="update"``.
+
+    Under torch.distributed (an initialized process group of several ranks) every rank must
+    call it: rank 0 starts or resumes the experiment and shares it, and the other ranks get
+    the same experiment, on which ``checkpoint()`` records nothing (rank 0's call does).
+
+    Raises ConfigError for a bad replicate.yaml, ValidationError for bad params or a ``path``
+    outside the project or matching nothing, and StorageError when the repository cannot be
+    reached or written. A failed ``init`` leaves nothing behind.
+
+    ``id`` (64 lowercase hex characters, not yet in the repository) names a new experiment
+    when something must know it before the experiment starts, as a framework logger does.
+    """
+
+    def start() -> Experiment:
+        return _start(
+            path,
+            params,
+            repository=repository,
+            project_dir=project_dir,
+            disable_heartbeat=disable_heartbeat,
+            resume=resume,
+            params_mismatch=params_mismatch,
+            id=id,
+        )
+
+    rank = distributed.current()
+    if rank is None:
+        return start()
+    return distributed.collective_init(rank, start, project_dir=project_dir)

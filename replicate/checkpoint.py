@@ -15,6 +15,9 @@ from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal, t
 class Checkpoint:
     """A checkpoint created in this process; its upload goes on in the background."""
 
+    #: True on ranks other than 0 of a torch.distributed job, where rank 0's call records it
+    skipped = False
+
     def __init__(self, record: CheckpointRecord, future: Future[Landed]) -> None:
         self.record = record
         self._future = future

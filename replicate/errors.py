@@ -24,6 +24,7 @@
     │   ├── JobFailed                  one job that will not land without help
     │   │   └── NotSaved               a checkpoint the spool had no room for: never queued
     │   └── UploadFailed               jobs that did not land; lists them
+    ├── DistributedError               rank 0 of a torch.distributed job could not start the experiment
     └── SeveralErrors                  concurrent work failed in more than one way; lists each
 """
 
@@ -135,6 +136,10 @@ class UploadFailed(DaemonError):
     def __init__(self, message: str, failures: dict[str, str]) -> None:
         super().__init__(message)
         self.failures = failures
+
+
+class DistributedError(ReplicateError):
+    """Raised on every other rank when rank 0 could not start the shared experiment."""
 
 
 class SeveralErrors(ReplicateError):

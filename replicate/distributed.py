@@ -1,0 +1,243 @@
+"""Rank-aware ``init()``: one experiment shared by every rank of a torch.distributed job.
+
+Under an initialized process group with more than one rank, ``init()`` is collective: rank 0
+starts (or resumes) the experiment as a single process would, then sends its record to the
+other ranks with ``torch.distributed.broadcast_object_list``. The other ranks get a
+:class:`RankExperiment` with the same id that records nothing: without sharding, rank 0's
+files and metrics are the checkpoint, so user code needs no ``if rank == 0``.
+
+torch is never imported here: only ``sys.modules["torch.distributed"]`` is used, which is
+there exactly when the user's script imported it (and so could have started a process group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from replicate import console
+from replicate.checkpoint import Checkpoint, validate_metrics
+from replicate.config import Config, load_config
+from replicate.daemon import Landed
+from replicate.errors import DistributedError
+from replicate.experiment import CheckpointDir, Experiment, _Steps, check_step
+from replicate.ids import random_id
+from replicate.records import CheckpointRecord, ExperimentRecord, now
+
+
+@dataclass(frozen=True, slots=True)
+class Rank:
+    """This process's place in an initialized torch.distributed process group."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def current() -> Rank | None:
+    """This process's rank when a process group of more than one rank is initialized, else None.
+
+    Without one, ``RANK``/``WORLD_SIZE`` saying several ranks get a one-line warning: each
+    rank then makes its own experiment, as a single process would.
+    """
+    dist: Any = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        world_size = int(dist.get_world_size())
+        if world_size > 1:
+            return Rank(int(dist.get_rank()), world_size)
+        return None
+    _warn_environment_only()
+    return None
+
+
+def _warn_environment_only() -> None:
+    try:
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return
+    if world_size > 1 and "RANK" in os.environ:
+        console.once(
+            "distributed-environment",
+            f"RANK={os.environ['RANK']} and WORLD_SIZE={world_size} are set but no "
+            "torch.distributed process group is initialized, so each rank makes its own "
+            "experiment: call torch.distributed.init_process_group() before replicate.init() "
+            "for one experiment shared by all ranks",
+        )
+
+
+def _broadcast(payload: dict[str, Any] | None) -> dict[str, Any]:
+    """Rank 0's ``payload``, on every rank of the default process group."""
+    dist: Any = sys.modules["torch.distributed"]
+    box: list[Any] = [payload]
+    dist.broadcast_object_list(box, src=0)
+    received = box[0]
+    if not isinstance(received, dict):
+        raise DistributedError(f"rank 0 sent {type(received).__name__}, not an experiment")
+    return received
+
+
+def collective_init(
+    rank: Rank,
+    start: Callable[[], Experiment],
+    *,
+    project_dir: str | os.PathLike[str] | None,
+) -> Experiment:
+    """Run ``start`` on rank 0 and share its experiment; every rank must call this.
+
+    Rank 0 sends its failure too, so that the other ranks raise instead of waiting forever.
+    """
+    if rank.leader:
+        try:
+            experiment = start()
+        except BaseException as exc:
+            # the original error is what rank 0 must raise, even if the group is broken too
+            with contextlib.suppress(Exception):
+                _broadcast({"error": f"{type(exc).__name__}: {exc}"})
+            raise
+        _broadcast(
+            {
+                "record": experiment.record.to_dict(),
+                "repository": experiment.config.repository,
+                "last_step": experiment._steps.last,  # a resumed run goes on from there
+            }
+        )
+        return experiment
+    payload = _broadcast(None)
+    if "error" in payload:
+        raise DistributedError(
+            f"rank 0 could not start the experiment, so rank {rank.rank} cannot either: "
+            f"{payload['error']}"
+        )
+    record = ExperimentRecord.from_dict(payload["record"])
+    config = load_config(
+        repository=str(payload["repository"]),
+        project_dir=Path(project_dir) if project_dir is not None else None,
+    )
+    last_step = payload.get("last_step")
+    return RankExperiment(record, config, rank, last_step if isinstance(last_step, int) else None)
+
+
+class SkippedCheckpoint(Checkpoint):
+    """A checkpoint asked for on a rank other than 0: rank 0's call records it, this one nothing."""
+
+    skipped = True
+
+    def __init__(self, record: CheckpointRecord) -> None:
+        unused: Future[Landed] = Future()
+        unused.cancel()
+        super().__init__(record, unused)
+
+    def done(self) -> bool:
+        return True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    @property
+    def sha256(self) -> str | None:
+        return None
+
+    @property
+    def error(self) -> str | None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<Checkpoint {self.short_id} step={self.step} skipped on this rank>"
+
+
+class RankExperiment(Experiment):
+    """The shared experiment seen from a rank other than 0: same id, records nothing.
+
+    It has no daemon and no spool; every method of :class:`Experiment` that would touch them
+    is overridden here (reading, such as :meth:`latest`, works as on rank 0).
+    """
+
+    def __init__(
+        self, record: ExperimentRecord, config: Config, rank: Rank, last_step: int | None
+    ) -> None:
+        # Experiment.__init__ is not called: it wants the daemon and spool this rank never uses
+        self.record = record
+        self.config = config
+        self.rank = rank
+        self._steps = _Steps(last_step)
+        self._checkpoints: list[Checkpoint] = []
+        self._stopped = False
+
+    def checkpoint(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        primary_metric: tuple[str, str] | None = None,
+        quiet: bool = False,
+    ) -> Checkpoint:
+        """Check the arguments like rank 0 does, record nothing, return a skipped handle.
+
+        ``path`` is not read: the file may exist on rank 0 only.
+        """
+        self._check_open()
+        clean, pm = validate_metrics(metrics, primary_metric)
+        record = CheckpointRecord(
+            id=random_id(),
+            created=now(),
+            metrics=clean,
+            step=self._steps.next(check_step(step)),
+            path="" if path is None else os.fspath(path),
+            primary_metric=pm,
+        )
+        assert record.step is not None
+        self._steps.record(record.step)
+        skipped = SkippedCheckpoint(record)
+        self._checkpoints.append(skipped)
+        return skipped
+
+    def checkpoint_dir(
+        self,
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        primary_metric: tuple[str, str] | None = None,
+        quiet: bool = False,
+    ) -> CheckpointDir:
+        """A throwaway temporary directory; what is written there is deleted after the block."""
+        self._check_open()
+        validate_metrics(metrics, primary_metric)
+        check_step(step)
+        made: list[Path] = []
+
+        def open_dir() -> Path:
+            made.append(Path(tempfile.mkdtemp(prefix=f"replicate-rank{self.rank.rank}-")))
+            return made[-1]
+
+        def discard() -> None:
+            for path in made:
+                shutil.rmtree(path, ignore_errors=True)
+
+        def close_dir() -> Checkpoint:
+            discard()
+            return self.checkpoint(None, step, metrics, primary_metric, quiet)
+
+        return CheckpointDir(open_dir, close_dir, discard)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return True
+
+    def failures(self) -> dict[str, str]:
+        return {}
+
+    def stop(self, timeout: float | None = None, *, raise_on_error: bool = False) -> None:
+        """Mark it stopped here; rank 0's ``stop()`` is what stops the experiment."""
+        self._stopped = True
+
+    def __repr__(self) -> str:
+        return f"<Experiment {self.short_id} rank {self.rank.rank}/{self.rank.world_size}>"
