@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "metrics_only": "checkpoint(metrics=...) latency over checkpoints 1..N (flatness)",
     "metrics_profile": "where a metrics-only checkpoint's time goes (components, GIL, worker)",
     "init": "replicate.init() time in a cold subprocess: small project and 10,000 files",
+    "landing": "landing on disk: time to durable vs cp, and 5 checkpoints back to back",
     "time_to_durable": "checkpoint() call -> wait() returns, to disk and to SeaweedFS",
     "ls_cold": "listing 1,000 experiments x 20 checkpoints on SeaweedFS, cold process",
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",

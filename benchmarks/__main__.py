@@ -112,6 +112,27 @@ def _summary(path: Path) -> None:
         )
 
 
+def _save_results(path: Path, options: Options, names: list[str]) -> Path | None:
+    """Write the run's summary rows to ``benchmarks/results/<date>.json``; return its path."""
+    if not path.exists():
+        return None
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    out = results / f"{time.strftime('%Y-%m-%d')}.json"
+    run = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}",
+        "load_average_at_end": os.getloadavg(),
+        "options": {"big": options.big, "quick": options.quick, "metrics_n": options.metrics_n},
+        "benchmarks": names,
+        "rows": rows,
+    }
+    out.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     options = _options(args)
@@ -164,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 print(f"!!! {name} failed with exit status {done.returncode}")
         _summary(summary)
+        saved = _save_results(summary, options, names)
+        if saved is not None:
+            print(f"\n  results written to {saved.relative_to(ROOT)}")
         print_table("Benchmark run times", ["benchmark", "wall", "status"], timings)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

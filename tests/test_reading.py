@@ -252,7 +252,8 @@ def _extract(data: bytes, dest: Path, *, step: int = 1 << 20) -> dict[str, bytes
 class TestUnpacker:
     def test_packer_round_trip_byte_by_byte(self, tmp_path: Path) -> None:
         """What Packer writes (GNU long names included) unpacks the same, fed one byte at a time."""
-        from replicate.archive import Packer, tar_stream
+        from replicate.archive import tar_stream
+        from replicate.gzip_blocks import Packer
 
         long_name = "deep/" * 30 + "weights.bin"
         files = {"a.txt": b"alpha\n", long_name: bytes(range(256)) * 40, "empty": b""}

@@ -8,14 +8,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ParamSpec, TypeVar, TypeVarTuple
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
-from replicate import archive
+from replicate import archive, gzip_blocks
 from replicate.daemon.jobs import Job
 from replicate.daemon.pool import RepositoryPool
 from replicate.daemon.spool import JobError, Spool
@@ -214,22 +214,25 @@ class Worker:
             raw = archive.file_stream(job.staged_tar_path)
         else:
             raw = archive.tar_stream([(job.files_dir / rel, rel) for rel in sorted(job.files)], id)
-        packer = archive.Packer(raw)
+        packer = gzip_blocks.Packer(raw)
         digest = hashlib.sha256()
 
-        async def hashed(chunks: MemoryObjectReceiveStream[bytes]) -> AsyncIterator[bytes]:
-            async for chunk in chunks:
-                # CPU work off the loop, in parallel with packing (hashlib drops the GIL)
-                await anyio.to_thread.run_sync(_background(digest.update), chunk)
-                yield chunk
+        def pack_and_hash() -> bytes:
+            # one hop to a thread per ~4 MiB piece: on a loaded machine every hop between
+            # threads waits for the scheduler, so packing and hashing share one
+            piece = packer.read()
+            digest.update(piece)  # hashlib drops the GIL
+            return piece
 
         async def produce(send: MemoryObjectSendStream[bytes]) -> None:
             async with send:
-                while chunk := await anyio.to_thread.run_sync(_background(packer.read)):
-                    try:
+                try:
+                    while chunk := await anyio.to_thread.run_sync(_background(pack_and_hash)):
                         await send.send(chunk)
-                    except anyio.BrokenResourceError:
-                        return  # the upload stopped: its own error is the one to report
+                except anyio.BrokenResourceError:
+                    return  # the upload stopped: its own error is the one to report
+                finally:
+                    packer.close()
 
         repository = await self._pool.get(job.repository)
         # Packing the next chunk overlaps with sending this one (two chunks buffered). A
@@ -238,7 +241,7 @@ class Worker:
         try:
             async with self._uploads, anyio.create_task_group() as tg, receive:
                 tg.start_soon(produce, send)
-                sent = await repository.upload_archive(folder, id, hashed(receive))
+                sent = await repository.upload_archive(folder, id, receive)
         except BaseExceptionGroup as group:
             raise collapse(group) from None
         stored = await repository.archive_size(folder, id)
