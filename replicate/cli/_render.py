@@ -24,7 +24,6 @@ from rich.table import Table
 from rich.text import Text
 
 from replicate.console import printable
-from replicate.read.format import format_value
 from replicate.read.format import checkpoint_label, primary_metric_text
 from replicate.read.views import CheckpointView
 
