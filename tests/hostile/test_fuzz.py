@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replicate.archive import Packer, tar_stream
+from replicate.archive import tar_stream
 from replicate.errors import CorruptedArchive
 from replicate.extract import Unpacker
+from replicate.gzip_blocks import Packer
 
 FILES = {"a.txt": b"alpha\n" * 50, "deep/" * 25 + "w.bin": bytes(range(256)) * 3, "empty": b""}
 EXAMPLES = 150
