@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -24,9 +25,14 @@ def _default_backend() -> None:
     """``replicate[keras]`` brings torch, not TensorFlow: use it unless a backend was chosen."""
     if "KERAS_BACKEND" in os.environ or "keras" in sys.modules:
         return
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    if (keras_home / "keras.json").exists() or importlib.util.find_spec("tensorflow"):
+    if importlib.util.find_spec("tensorflow"):
         return
+    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        chosen = json.loads((keras_home / "keras.json").read_text()).get("backend")
+        # keras writes "tensorflow" there by default; honour only a backend that is installed
+        if chosen and chosen != "tensorflow" and importlib.util.find_spec(chosen):
+            return
     if importlib.util.find_spec("torch") is not None:
         os.environ["KERAS_BACKEND"] = "torch"
 
