@@ -120,7 +120,8 @@ class Experiment:
         return list(self._checkpoints)
 
     def _check_open(self) -> None:
-        if os.getpid() != self._daemon.pid:  # a forked child (a DataLoader worker?)
+        daemon = getattr(self, "_daemon", None)  # other ranks' experiments have none
+        if daemon is not None and os.getpid() != daemon.pid:  # a forked child (DataLoader?)
             raise DaemonClosed(
                 "replicate cannot be used from a forked child process (a DataLoader worker?): "
                 "call checkpoint() from the main process"

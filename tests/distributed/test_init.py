@@ -68,8 +68,12 @@ def run_ranks(project: Path, out: Path, env: dict[str, str]) -> str:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, stdout + stderr
+    failed = [
+        f"rank {r}: {out}{err}"
+        for r, (p, (out, err)) in enumerate(zip(procs, outputs, strict=True))
+        if p.returncode
+    ]
+    assert not failed, "\n".join(reversed(failed))  # the first to crash is usually rank 1
     return "".join(stdout for stdout, _ in outputs)
 
 
