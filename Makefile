@@ -8,7 +8,7 @@ CHROMIUM := /usr/bin/chromium
 .PHONY: install frameworks demo test lint bench chaos clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
-install: $(STAMP) $(CHROMIUM)
+install: $(STAMP)
 
 # The browser tests drive Debian's chromium (never `playwright install`: no browser downloads).
 $(CHROMIUM):
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 # Lightning, Transformers and Keras for the integration tests and benchmarks (not the demo).
 # The extras pin torch==2.13.0, the CPU wheel on these machines.
-frameworks: $(FRAMEWORKS)
+frameworks: $(FRAMEWORKS) $(CHROMIUM)
 
 $(FRAMEWORKS): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,plot,dataframe,lightning,transformers,keras,distributed]'
