@@ -32,9 +32,6 @@ class Heartbeats:
         self._pool = pool
         self._interval = interval
         self._running: set[tuple[str, str]] = set()
-        #: held around a timed beat and around stop(): a beat in flight never lands after the
-        #: delete that stop() makes (which would show a stopped experiment as running)
-        self._lock = anyio.Lock()
 
     async def beat(self, url: str, experiment_id: str) -> None:
         repository = await self._pool.get(url)
@@ -46,10 +43,9 @@ class Heartbeats:
         self._running.add((url, experiment_id))
 
     async def stop(self, url: str, experiment_id: str) -> None:
-        async with self._lock:
-            self._running.discard((url, experiment_id))
-            repository = await self._pool.get(url)
-            await repository.delete_heartbeat(experiment_id)
+        self._running.discard((url, experiment_id))
+        repository = await self._pool.get(url)
+        await repository.delete_heartbeat(experiment_id)
 
     async def stop_all(self) -> None:
         for url, experiment_id in list(self._running):
@@ -63,8 +59,6 @@ class Heartbeats:
             await anyio.sleep(self._interval)
             for url, experiment_id in list(self._running):
                 try:
-                    async with self._lock:
-                        if (url, experiment_id) in self._running:  # not stopped meanwhile
-                            await self.beat(url, experiment_id)
+                    await self.beat(url, experiment_id)
                 except StorageError as exc:  # a missed beat is not worth stopping for
                     log.warning("heartbeat of %s failed: %s", experiment_id, exc)
