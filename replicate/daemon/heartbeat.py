@@ -57,8 +57,17 @@ class Heartbeats:
     async def run(self) -> None:
         while True:
             await anyio.sleep(self._interval)
-            for url, experiment_id in list(self._running):
-                try:
-                    await self.beat(url, experiment_id)
-                except StorageError as exc:  # a missed beat is not worth stopping for
-                    log.warning("heartbeat of %s failed: %s", experiment_id, exc)
+            await self.beat_all()
+
+    async def beat_all(self) -> None:
+        """One timed round: a beat for every running experiment."""
+        for key in list(self._running):
+            try:
+                await self.beat(*key)
+                if key not in self._running:
+                    # stop() ran while this beat was in flight, and its delete may have landed
+                    # first: delete again, or a stopped experiment shows as running.
+                    repository = await self._pool.get(key[0])
+                    await repository.delete_heartbeat(key[1])
+            except StorageError as exc:  # a missed beat is not worth stopping for
+                log.warning("heartbeat of %s failed: %s", key[1], exc)
