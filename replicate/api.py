@@ -20,10 +20,11 @@ from replicate.daemon import Daemon, Job, Spool, new_job_id
 from replicate.errors import ValidationError
 from replicate.experiment import Experiment
 from replicate.ids import is_id, random_id, short_id
-from replicate.records import ExperimentRecord, now, to_json_value
+from replicate.records import ExperimentRecord
 from replicate.repository import Repository, experiment_key
 from replicate.resume import ParamsMismatch, Resume
 from replicate.runs import Runs
+from replicate.values import now, to_json_value
 
 #: Words that make an argument's name say it holds a secret (its value is recorded redacted).
 SECRET_WORDS = frozenset(

@@ -9,7 +9,8 @@ from typing import Any
 from replicate.daemon import Landed
 from replicate.errors import DaemonClosed, JobFailed, NotSaved, UploadFailed, ValidationError
 from replicate.ids import short_id
-from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal, to_json_value
+from replicate.records import CheckpointRecord, PrimaryMetric, normalize_goal
+from replicate.values import to_json_value
 
 
 class Checkpoint:

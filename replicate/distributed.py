@@ -30,7 +30,8 @@ from replicate.daemon import Landed
 from replicate.errors import DistributedError
 from replicate.experiment import CheckpointDir, Experiment, _Steps, check_step
 from replicate.ids import random_id
-from replicate.records import CheckpointRecord, ExperimentRecord, now
+from replicate.records import CheckpointRecord, ExperimentRecord
+from replicate.values import now
 
 
 @dataclass(frozen=True, slots=True)

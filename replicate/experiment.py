@@ -26,13 +26,9 @@ from replicate.errors import (
     ValidationError,
 )
 from replicate.ids import random_id, short_id
-from replicate.records import (
-    CheckpointRecord,
-    ExperimentRecord,
-    PrimaryMetric,
-    now,
-)
+from replicate.records import CheckpointRecord, ExperimentRecord, PrimaryMetric
 from replicate.runs import Runs
+from replicate.values import now
 
 if TYPE_CHECKING:
     from replicate.read.views import CheckpointView, ExperimentView

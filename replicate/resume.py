@@ -26,9 +26,10 @@ from replicate.daemon import Daemon, Spool, is_running
 from replicate.errors import ValidationError
 from replicate.ids import short_id
 from replicate.read.source import Source, resolve
-from replicate.records import ExperimentRecord, format_time, now
+from replicate.records import ExperimentRecord
 from replicate.repository import Repository
 from replicate.runs import Runs
+from replicate.values import format_time, now
 
 #: ``resume=`` accepts True (the latest that did not stop cleanly, else an error), "allow"
 #: (that, else a new experiment), or an id prefix.

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replicate import records
+from replicate import values
 from replicate.errors import CorruptedMetadata, ReplicateError, ValidationError
 from replicate.records import (
     CheckpointRecord,
@@ -23,12 +23,9 @@ from replicate.records import (
     decode_heartbeat,
     encode_experiment,
     encode_heartbeat,
-    format_time,
-    from_json_value,
     normalize_goal,
-    parse_time,
-    to_json_value,
 )
+from replicate.values import format_time, from_json_value, parse_time, to_json_value
 
 RESERVED = {"[NaN]", "[+Infinity]", "[-Infinity]"}
 T0 = datetime(2026, 11, 28, 11, 55, 42, 325783, tzinfo=UTC)
@@ -308,7 +305,7 @@ class TestTime:
 
     def test_now_is_aware_utc(self) -> None:
         """now() is timezone-aware UTC."""
-        assert records.now().tzinfo == UTC
+        assert values.now().tzinfo == UTC
 
 
 class FakeArray:

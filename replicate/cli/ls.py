@@ -18,7 +18,7 @@ from replicate.read.format import ago, differing_params, dumps, experiment_json,
 from replicate.read.query import Filter, apply_filters, sort_experiments
 from replicate.read.source import Source, build, load_snapshot, queued
 from replicate.read.views import ExperimentView
-from replicate.records import now
+from replicate.values import now
 
 F = TypeVar("F", bound=Callable[..., Any])
 

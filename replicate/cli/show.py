@@ -19,8 +19,8 @@ from replicate.read.format import (
 from replicate.read.history import Segment, segments
 from replicate.read.source import Match, Source, resolve, view_of
 from replicate.read.views import CheckpointView, ExperimentView
-from replicate.records import now
 from replicate.repository import Repository
+from replicate.values import now
 
 
 def _when(experiment: ExperimentView | CheckpointView) -> str:

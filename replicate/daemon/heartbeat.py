@@ -9,7 +9,8 @@ import anyio
 
 from replicate.daemon.pool import RepositoryPool
 from replicate.errors import StorageError
-from replicate.records import HeartbeatRecord, now
+from replicate.records import HeartbeatRecord
+from replicate.values import now
 
 INTERVAL = 5.0
 #: Running means a heartbeat younger than this (three missed beats at 10 s, as Keepsake).

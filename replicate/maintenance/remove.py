@@ -24,14 +24,9 @@ from replicate.errors import (
 from replicate.ids import is_id, resolve_prefix, short_id
 from replicate.read.history import segments
 from replicate.read.source import Match, candidates, describe_match, load_snapshot
-from replicate.records import (
-    CheckpointRecord,
-    ExperimentRecord,
-    HeartbeatRecord,
-    now,
-    primary_score,
-)
+from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord, primary_score
 from replicate.repository import Repository, archive_key, experiment_key, heartbeat_key
+from replicate.values import now
 
 #: Deletes in flight at once.
 DELETE_CONCURRENCY = 16

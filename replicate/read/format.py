@@ -10,7 +10,7 @@ from typing import Any
 
 from replicate.console import JSON_UNSAFE, printable
 from replicate.read.views import CheckpointView, ExperimentView
-from replicate.records import format_time, to_json_value
+from replicate.values import format_time, to_json_value
 
 
 def format_value(value: Any, *, precise: bool = False) -> str:

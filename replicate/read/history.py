@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from replicate.records import ExperimentRecord, parse_time
+from replicate.records import ExperimentRecord
+from replicate.values import parse_time
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from replicate.errors import ValidationError
 from replicate.read.views import CheckpointView, ExperimentView
-from replicate.records import parse_time
+from replicate.values import parse_time
 
 FIELDS: Final = ("created", "step", "user", "host", "command", "status")
 OPERATORS: Final = ("!=", "<=", ">=", "=", "<", ">")

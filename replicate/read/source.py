@@ -13,8 +13,9 @@ from replicate.daemon import Daemon, Spool
 from replicate.errors import CorruptedMetadata
 from replicate.ids import ID_LENGTH, normalize_prefix, resolve_prefix, short_id
 from replicate.read.views import CheckpointView, ExperimentList, ExperimentView, UploadState
-from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord, now
+from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord
 from replicate.repository import EXPERIMENTS_PREFIX, Repository
+from replicate.values import now
 
 T = TypeVar("T")
 V = TypeVar("V", CheckpointView, ExperimentView)

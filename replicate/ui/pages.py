@@ -15,12 +15,12 @@ from replicate.read.compare import diff_cell, sections, side_of
 from replicate.read.format import ago, differing_params, format_duration, format_value
 from replicate.read.query import Filter, apply_filters, sort_experiments
 from replicate.read.views import ExperimentView
-from replicate.records import now
 from replicate.ui.cache import Listed
 from replicate.ui.downloads import list_files
 from replicate.ui.html import Markup, el, join, page, url
 from replicate.ui.state import UIState, checkpoint_archive, code_archive, state_of
 from replicate.ui.tables import Table, checkpoints_table, experiments_table
+from replicate.values import now
 
 
 def render(state: UIState, title: str, name: str, **values: object) -> web.Response:

@@ -203,7 +203,8 @@ class TestLsQueued:
         from replicate.daemon.jobs import Job
         from replicate.daemon.spool import Spool, new_job_id
         from replicate.read import experiments
-        from replicate.records import CheckpointRecord, PrimaryMetric, now
+        from replicate.records import CheckpointRecord, PrimaryMetric
+        from replicate.values import now
 
         spool = Spool(written_on_disk.project / ".replicate" / "spool")
         record = CheckpointRecord(

@@ -214,7 +214,8 @@ class TestQueued:
         """A checkpoint still in this machine's spool shows as queued and cannot be downloaded."""
         from replicate.daemon.jobs import Job
         from replicate.daemon.spool import Spool, new_job_id
-        from replicate.records import CheckpointRecord, PrimaryMetric, now
+        from replicate.records import CheckpointRecord, PrimaryMetric
+        from replicate.values import now
 
         spool = Spool(spool_of(written_disk))
         record = CheckpointRecord(
