@@ -41,7 +41,7 @@ from benchmarks._common import (
     timed,
     verdict,
 )
-from replicate.experiment import CheckpointDir
+from replicate.checkpoint import CheckpointDir
 
 NAME = "checkpoint_blocking"
 ALLOWANCE = 0.005  # the "+ 5 ms" of the target

@@ -1,9 +1,12 @@
-"""Checkpoint: the training script's handle on one checkpoint, and checks of what it is given."""
+"""Checkpoint: the handle on one checkpoint; checks of what checkpoint() is given; steps; dirs."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from replicate.daemon import Landed
@@ -114,3 +117,59 @@ def validate_metrics(
             f"primary_metric {name!r} is not among the metrics {sorted(clean)}: pass it in metrics too"
         )
     return clean, PrimaryMetric(name, normalize_goal(goal))
+
+
+def check_step(step: Any) -> int | None:
+    """``step`` as an int (numpy/torch scalars too), or None; ValidationError otherwise."""
+    if step is None:
+        return None
+    if not isinstance(step, bool) and not isinstance(step, int) and hasattr(step, "item"):
+        step = step.item()  # numpy / torch scalar
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise ValidationError(f"step must be an integer, got a {type(step).__name__}")
+    return int(step)
+
+
+@dataclass
+class Steps:
+    """The last step recorded; an omitted step is the one after it."""
+
+    last: int | None = None
+
+    def next(self, step: int | None) -> int:
+        """The step of the next checkpoint (not yet recorded: see :meth:`record`)."""
+        if step is not None:
+            return step
+        return 0 if self.last is None else self.last + 1
+
+    def record(self, step: int) -> None:
+        self.last = step
+
+
+class CheckpointDir:
+    """The context manager of :meth:`Experiment.checkpoint_dir`; ``.checkpoint`` after the block."""
+
+    def __init__(
+        self,
+        open_dir: Callable[[], Path],
+        close_dir: Callable[[], Checkpoint],
+        discard: Callable[[], None],
+    ) -> None:
+        self._open_dir = open_dir
+        self._close_dir = close_dir
+        self._discard = discard
+        self.checkpoint: Checkpoint | None = None
+
+    def __enter__(self) -> Path:
+        return self._open_dir()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self._discard()
+            return
+        self.checkpoint = self._close_dir()

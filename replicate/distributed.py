@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from replicate import console
-from replicate.checkpoint import Checkpoint, validate_metrics
+from replicate.checkpoint import Checkpoint, CheckpointDir, Steps, check_step, validate_metrics
 from replicate.config import Config, load_config
 from replicate.daemon import Landed
 from replicate.errors import DistributedError
-from replicate.experiment import CheckpointDir, Experiment, _Steps, check_step
+from replicate.experiment import Experiment
 from replicate.ids import random_id
 from replicate.records import CheckpointRecord, ExperimentRecord
 from replicate.values import now
@@ -171,7 +171,7 @@ class RankExperiment(Experiment):
         self.record = record
         self.config = config
         self.rank = rank
-        self._steps = _Steps(last_step)
+        self._steps = Steps(last_step)
         self._checkpoints: list[Checkpoint] = []
         self._stopped = False
 

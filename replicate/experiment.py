@@ -1,21 +1,26 @@
 """Experiment: the training script's handle (sync) on a running experiment."""
 
-# Over 400 lines on purpose: the three ways in (checkpoint, checkpoint_files, checkpoint_dir)
-# share one staging path (_queue) and belong beside it; CheckpointDir could move out if it grows.
-
 from __future__ import annotations
 
 import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from replicate import archive, console
-from replicate.checkpoint import Checkpoint, failed_future, failure_summary, validate_metrics
+from replicate.checkpoint import (
+    Checkpoint,
+    CheckpointDir,
+    Steps,
+    check_step,
+    failed_future,
+    failure_summary,
+    validate_metrics,
+)
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
 from replicate.errors import (
@@ -32,33 +37,6 @@ from replicate.values import now
 
 if TYPE_CHECKING:
     from replicate.read.views import CheckpointView, ExperimentView
-
-
-def check_step(step: Any) -> int | None:
-    """``step`` as an int (numpy/torch scalars too), or None; ValidationError otherwise."""
-    if step is None:
-        return None
-    if not isinstance(step, bool) and not isinstance(step, int) and hasattr(step, "item"):
-        step = step.item()  # numpy / torch scalar
-    if isinstance(step, bool) or not isinstance(step, int):
-        raise ValidationError(f"step must be an integer, got a {type(step).__name__}")
-    return int(step)
-
-
-@dataclass
-class _Steps:
-    """The last step recorded; an omitted step is the one after it."""
-
-    last: int | None = None
-
-    def next(self, step: int | None) -> int:
-        """The step of the next checkpoint (not yet recorded: see :meth:`record`)."""
-        if step is not None:
-            return step
-        return 0 if self.last is None else self.last + 1
-
-    def record(self, step: int) -> None:
-        self.last = step
 
 
 class Experiment:
@@ -90,7 +68,7 @@ class Experiment:
         self._spool = spool
         self._ignore = ignore
         self._heartbeat = heartbeat
-        self._steps = _Steps(last_step)  # a resumed experiment goes on from its last step
+        self._steps = Steps(last_step)  # a resumed experiment goes on from its last step
         self._lock = threading.Lock()
         self._checkpoints: list[Checkpoint] = []
         self._futures: list[tuple[str, Future[Landed]]] = []
@@ -408,32 +386,3 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"<Experiment {self.short_id} params={self.params!r}>"
-
-
-class CheckpointDir:
-    """The context manager of :meth:`Experiment.checkpoint_dir`; ``.checkpoint`` after the block."""
-
-    def __init__(
-        self,
-        open_dir: Callable[[], Path],
-        close_dir: Callable[[], Checkpoint],
-        discard: Callable[[], None],
-    ) -> None:
-        self._open_dir = open_dir
-        self._close_dir = close_dir
-        self._discard = discard
-        self.checkpoint: Checkpoint | None = None
-
-    def __enter__(self) -> Path:
-        return self._open_dir()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is not None:
-            self._discard()
-            return
-        self.checkpoint = self._close_dir()

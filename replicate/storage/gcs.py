@@ -6,8 +6,7 @@ import contextlib
 import functools
 import io
 import json
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
@@ -17,8 +16,6 @@ import anyio.to_thread
 from gcloud.aio.storage import Storage as GCSClient
 
 from replicate.errors import (
-    BucketNotFound,
-    ObjectNotFound,
     StorageError,
     StoragePermissionError,
     TransientStorageError,
@@ -27,71 +24,19 @@ from replicate.errors import (
 from replicate.retries import RetryPolicy
 from replicate.storage import _common
 from replicate.storage.base import PART_SIZE
+from replicate.storage.gcs_http import (
+    emulator_root,
+    map_gcs_errors,
+    persisted,
+    raise_for_status,
+    reading,
+)
 
-__all__ = ["GCSStorage", "map_gcs_errors"]
+__all__ = ["GCSStorage"]
 
 _PRODUCTION_ROOT = "https://storage.googleapis.com"
 #: Resumable chunks must be multiples of 256 KiB.
 _CHUNK_QUANTUM = 256 * 1024
-#: Metadata calls and small objects, in seconds.
-
-
-@contextlib.contextmanager
-def map_gcs_errors(bucket: str, key: str = "", *, bucket_level: bool = False) -> Iterator[None]:
-    """Translate aiohttp errors into the StorageError hierarchy by HTTP status.
-
-    The one translation point for GCS; the original error is kept as ``__cause__``.
-
-    Args:
-        bucket: the bucket, named in messages.
-        key: the full object name, named in messages.
-        bucket_level: the call addresses the bucket (listing, uploading), so 404 means no bucket.
-    """
-    where = f"gs://{bucket}/{key}"
-    try:
-        yield
-    except aiohttp.ClientResponseError as e:
-        if e.status == 404 and bucket_level:
-            raise BucketNotFound(
-                f"bucket {bucket!r} does not exist: create it with "
-                f"`gcloud storage buckets create gs://{bucket}`"
-            ) from e
-        if e.status == 404:
-            raise ObjectNotFound(f"no such object: {where}") from e
-        if e.status in (401, 403):
-            raise StoragePermissionError(
-                f"access denied to {where} ({e.status}): check the Google credentials"
-            ) from e
-        if e.status in (408, 429) or e.status >= 500:
-            raise TransientStorageError(f"GCS is unavailable for {where} ({e.status})") from e
-        raise StorageError(f"GCS error on {where}: {e.status}") from e
-    except (aiohttp.ClientError, ConnectionError, TimeoutError) as e:
-        raise TransientStorageError(f"cannot reach GCS for {where}: {e!r}") from e
-
-
-def _emulator_root() -> str | None:
-    host = os.environ.get("STORAGE_EMULATOR_HOST")
-    if not host:
-        return None
-    return host.rstrip("/") if "://" in host else f"http://{host.rstrip('/')}"
-
-
-async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
-    if response.status >= 400:
-        response.release()
-        raise aiohttp.ClientResponseError(
-            response.request_info,
-            response.history,
-            status=response.status,
-            message=response.reason or "",
-            headers=response.headers,
-        )
-
-
-@contextlib.asynccontextmanager
-async def _reading(response: aiohttp.ClientResponse) -> AsyncIterator[_common.Reader]:
-    async with response:
-        yield response.content.read
 
 
 class GCSStorage(_common.BucketStorage):
@@ -112,7 +57,7 @@ class GCSStorage(_common.BucketStorage):
         super().__init__(url, policy=policy)
         if PART_SIZE % _CHUNK_QUANTUM:
             raise AssertionError("PART_SIZE must be a multiple of 256 KiB for GCS")
-        self._emulator = _emulator_root()
+        self._emulator = emulator_root()
         self._api_root = self._emulator or _PRODUCTION_ROOT
         self._session: aiohttp.ClientSession | None = None
         self._client: GCSClient | None = None
@@ -241,8 +186,8 @@ class GCSStorage(_common.BucketStorage):
             if offset and response.status == 416:
                 response.release()
                 return None
-            await _raise_for_status(response)
-        return response.headers.get("x-goog-generation", generation), _reading(response)
+            await raise_for_status(response)
+        return response.headers.get("x-goog-generation", generation), reading(response)
 
     async def _put_object(self, name: str, data: bytes) -> None:
         with map_gcs_errors(self.bucket, name, bucket_level=True):
@@ -306,7 +251,7 @@ class GCSStorage(_common.BucketStorage):
             async with self.session.post(
                 url, params=params, headers=headers, data=json.dumps({"name": name})
             ) as response:
-                await _raise_for_status(response)
+                await raise_for_status(response)
                 return response.headers["Location"]
 
     async def _cancel(self, uri: str, name: str) -> None:
@@ -344,11 +289,11 @@ class GCSStorage(_common.BucketStorage):
                                 state["sent"] = end
                                 return
                             if response.status != 308:
-                                await _raise_for_status(response)
+                                await raise_for_status(response)
                                 raise aiohttp.ClientResponseError(
                                     response.request_info, (), status=response.status
                                 )
-                            state["sent"] = _persisted(response, default=start)
+                            state["sent"] = persisted(response, default=start)
                             if state["sent"] <= start < end:
                                 raise TransientStorageError(f"no upload progress on {name}")
                 except TransientStorageError:
@@ -371,7 +316,7 @@ class GCSStorage(_common.BucketStorage):
                 uri, headers=headers, allow_redirects=False, timeout=self._short
             ) as response:
                 if response.status == 308:
-                    state["sent"] = max(state["sent"], _persisted(response, default=0))
+                    state["sent"] = max(state["sent"], persisted(response, default=0))
 
     async def _object_size(self, name: str) -> int:
         with map_gcs_errors(self.bucket, name):
@@ -398,11 +343,3 @@ class GCSStorage(_common.BucketStorage):
     async def _delete_object(self, name: str) -> None:
         with map_gcs_errors(self.bucket, name):
             await self.client.delete(self.bucket, name, timeout=self._short_seconds)
-
-
-def _persisted(response: aiohttp.ClientResponse, *, default: int) -> int:
-    """Return the byte count a 308 says the server holds (``Range: bytes=0-N`` means N + 1)."""
-    held = response.headers.get("Range")
-    if not held or "-" not in held:
-        return default
-    return int(held.rpartition("-")[2]) + 1
