@@ -224,6 +224,10 @@ def _start(
     """``init()`` in one process (rank 0 of a distributed job): see :func:`init`."""
     if id is not None and not is_id(id):
         raise ValidationError(f"id must be 64 lowercase hex characters, got {id!r}")
+    if params_mismatch not in ("error", "update"):
+        raise ValidationError(
+            f'params_mismatch must be "error" or "update", got {params_mismatch!r}'
+        )
     config = load_config(
         repository=repository, project_dir=Path(project_dir) if project_dir is not None else None
     )
@@ -237,10 +241,6 @@ def _start(
     if path is not None:
         rel = archive.relative_path(config.project_dir, path)
         files = archive.collect(config.project_dir, rel, ignore)
-    if params_mismatch not in ("error", "update"):
-        raise ValidationError(
-            f'params_mismatch must be "error" or "update", got {params_mismatch!r}'
-        )
     daemon = Daemon.get()
     daemon.configure(config.settings)
     resume = config.settings.resume if resume is None else resume
@@ -261,15 +261,32 @@ def _start(
                 heartbeat=not disable_heartbeat,
             )
     record = _record(config, clean_params, rel, files, id)
-    _check_repository(
-        daemon, config.repository, record.id, heartbeat=not disable_heartbeat, new_id=id is not None
-    )
+    heartbeat = not disable_heartbeat
+    return _create(config, daemon, record, rel, files, ignore, heartbeat, new_id=id is not None)
+
+
+def _create(
+    config: Config,
+    daemon: Daemon,
+    record: ExperimentRecord,
+    rel: str,
+    files: list[tuple[Path, str]],
+    ignore: archive.Ignore,
+    heartbeat: bool,
+    *,
+    new_id: bool,
+) -> Experiment:
+    """Check the repository, queue the new experiment's code and record, and hand it over.
+
+    ``new_id``: the caller chose the id, so check that no experiment has it yet.
+    """
+    _check_repository(daemon, config.repository, record.id, heartbeat=heartbeat, new_id=new_id)
     spool = daemon.spool(config.spool_dir)
     spool.lock_owner(resuming.experiment_lock(record.id))  # a resume elsewhere is refused
     try:
         job = _stage_code(spool, daemon.owner, config, record, files)
     except BaseException:
-        if not disable_heartbeat:
+        if heartbeat:
             daemon.stop_heartbeat(config.repository, record.id)
         raise
     future = daemon.submit(job)
@@ -280,7 +297,7 @@ def _start(
         + f" to {config.repository}"
     )
     return Experiment(
-        record, config, daemon, spool, ignore, heartbeat=not disable_heartbeat, code_upload=future
+        record, config, daemon, spool, ignore, heartbeat=heartbeat, code_upload=future
     )
 
 

@@ -200,16 +200,7 @@ class Experiment:
             sizes = stage()
             if not sizes:  # a checkpoint_dir left empty is a metrics-only checkpoint
                 record = replace(record, path="")
-            job = Job(
-                id=job_id,
-                kind="checkpoint",
-                owner=self._daemon.owner,
-                repository=self.config.repository,
-                experiment_id=self.id,
-                root=self._spool.root,
-                checkpoint=record,
-                files=sizes,
-            )
+            job = self._job(job_id, record, sizes)
             self._spool.commit(job)
         except OSError as exc:
             self._spool.discard(job_id)
@@ -236,6 +227,18 @@ class Experiment:
         checkpoint = Checkpoint(record, future)
         self._checkpoints.append(checkpoint)
         return checkpoint
+
+    def _job(self, job_id: str, record: CheckpointRecord, sizes: dict[str, int]) -> Job:
+        return Job(
+            id=job_id,
+            kind="checkpoint",
+            owner=self._daemon.owner,
+            repository=self.config.repository,
+            experiment_id=self.id,
+            root=self._spool.root,
+            checkpoint=record,
+            files=sizes,
+        )
 
     def _submit(self, job: Job) -> Future[Landed]:
         """Hand a persisted job to the daemon; if it is gone, the job waits in the spool."""
