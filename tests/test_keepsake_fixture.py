@@ -6,9 +6,9 @@ import json
 import math
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
+from canon import canon
 
 from replicate.records import (
     ExperimentRecord,
@@ -25,20 +25,6 @@ FIRST = "928ecab5399eb69f527461382d8b2b96274873a5e97d07d0ba0c3cd6c3cb7b24"
 BEST = "5a9beec39810e0cc84830ac272ea9fd61ee7b00b292eb22556063439b5927deb"
 LATEST = "27d2f33e84d2645514ab7c5b0e22587199b47f8aefedc1ef088c90d17eb83869"
 RUNNING = "2c5eb5c7294d9ef8a0c08d263a0e745de44bc12ef28072a16138d96bfe093eb1"
-
-
-def canon(value: Any) -> Any:
-    """Tag every scalar with its type and make NaN comparable, so == is a strict identity."""
-    if isinstance(value, float) and math.isnan(value):
-        return ("float", "nan")
-    if isinstance(value, dict):
-        return ("dict", [(k, canon(v)) for k, v in value.items()])
-    if isinstance(value, list | tuple):
-        return (type(value).__name__, [canon(v) for v in value])
-    if hasattr(value, "__dataclass_fields__"):
-        names = type(value).__dataclass_fields__
-        return (type(value).__name__, [(n, canon(getattr(value, n))) for n in names])
-    return (type(value).__name__, value)
 
 
 def load_all() -> dict[str, ExperimentRecord]:

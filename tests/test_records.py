@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from canon import canon
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,20 +81,6 @@ experiments = st.builds(
     checkpoints=st.lists(checkpoints, max_size=4).map(tuple),
     replicate_version=texts.filter(bool),
 )
-
-
-def canon(value: Any) -> Any:
-    """Tag every scalar with its type and make NaN comparable, so == is a strict identity."""
-    if isinstance(value, float) and math.isnan(value):
-        return ("float", "nan")
-    if isinstance(value, dict):
-        return ("dict", [(k, canon(v)) for k, v in value.items()])
-    if isinstance(value, list | tuple):
-        return (type(value).__name__, [canon(v) for v in value])
-    if isinstance(value, ExperimentRecord | CheckpointRecord | PrimaryMetric | HeartbeatRecord):
-        names = type(value).__dataclass_fields__
-        return (type(value).__name__, [(n, canon(getattr(value, n))) for n in names])
-    return (type(value).__name__, value)
 
 
 def make_checkpoint(**changes: Any) -> CheckpointRecord:

@@ -12,48 +12,20 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import botocore.exceptions
 from servers import s3_client
+from write.helpers import fetch
 
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only
+
+
+#: The object ``key`` of the repository at ``url`` (file, s3, gs), None if missing: the one
+#: raw reader of the suites, in tests/write/helpers.py.
+read = fetch
 
 
 def _split(url: str) -> tuple[str, str]:
     parsed = urllib.parse.urlparse(url)
     return parsed.netloc, parsed.path.strip("/")
-
-
-def read(url: str, key: str) -> bytes | None:
-    """The object ``key`` of the repository at ``url`` (file, s3, gs), None if missing."""
-    if url.startswith("file://"):
-        path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)) / key
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            return None
-    bucket, prefix = _split(url)
-    if url.startswith("gs://"):
-        name = urllib.parse.quote(f"{prefix}/{key}", safe="")
-        address = f"{os.environ['STORAGE_EMULATOR_HOST']}/storage/v1/b/{bucket}/o/{name}?alt=media"
-        try:
-            with _opener.open(address, timeout=30) as response:
-                return bytes(response.read())
-        except urllib.error.HTTPError as e:
-            e.close()
-            if e.code == 404:
-                return None
-            raise
-    client = s3_client(os.environ["AWS_ENDPOINT_URL_S3"])
-    try:
-        response = client.get_object(Bucket=bucket, Key=f"{prefix}/{key}".lstrip("/"))
-        body: bytes = response["Body"].read()
-        return body
-    except botocore.exceptions.ClientError as e:
-        if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-    finally:
-        client.close()
 
 
 def keys(url: str, prefix: str) -> list[str]:
