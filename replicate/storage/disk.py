@@ -142,6 +142,12 @@ class DiskStorage:
 
         await self.upload(key, one())
 
+    def _fsync_parents(self, directory: str) -> None:
+        root = os.path.normpath(self.root)
+        while os.path.normpath(directory) != root and directory != os.path.dirname(directory):
+            directory = os.path.dirname(directory)
+            _fsync_dir(directory)
+
     async def upload(self, key: str, source: AsyncIterable[bytes]) -> int:
         """Stream ``source`` into a temporary file beside the target, then rename it into place."""
         path = self._path(key)
@@ -150,6 +156,7 @@ class DiskStorage:
         temp = os.path.join(directory, f".{name}.{uuid.uuid4().hex}.tmp")
         written = 0
         with map_disk_errors(key):
+            created = self.fsync and not await aiofiles.os.path.isdir(directory)
             await aiofiles.os.makedirs(directory, exist_ok=True)
             try:
                 async with aiofiles.open(temp, "wb") as f:
@@ -162,6 +169,8 @@ class DiskStorage:
                 await aiofiles.os.replace(temp, path)
                 if self.fsync:
                     await anyio.to_thread.run_sync(_fsync_dir, directory)
+                if created:  # new directories' own entries, up to the repository's root
+                    await anyio.to_thread.run_sync(self._fsync_parents, directory)
             except BaseException:
                 with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
                     await aiofiles.os.remove(temp)

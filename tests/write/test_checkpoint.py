@@ -276,6 +276,53 @@ class TestFullFsync:
         members = helpers.tar_members(url, "checkpoints", out["id"])
         assert members == {f"{out['id']}/model.pth": b"flushed weights"}
 
+    @pytest.mark.parametrize("flag", ["1", "0"])
+    def test_opt_in_fsync_flushes_what_lands_in_a_disk_repository(
+        self, tmp_path: Path, flag: str
+    ) -> None:
+        """With REPLICATE_FSYNC=1 every file written into a file:// repository is flushed
+        before its rename, and then its directory, and new directories' parents up to the
+        root; without it, none of that."""
+        project = make_project(tmp_path)
+        repository = tmp_path / "r"
+        (project / "record.py").write_text(FLUSH_RECORDER + "print(json.dumps(flushes))\n")
+        result = subprocess.run(
+            [sys.executable, "record.py", repository.as_uri()],
+            cwd=project,
+            env={**os.environ, "REPLICATE_FSYNC": flag},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        checkpoint_id = json.loads(result.stdout.splitlines()[0])["id"]
+        flushes = [Path(path) for call, path in json.loads(result.stdout.splitlines()[1])]
+        in_repository = [p for p in flushes if p.is_relative_to(repository)]
+        if flag == "0":
+            assert in_repository == []
+            return
+        tarball = [
+            i
+            for i, p in enumerate(flushes)
+            if p.parent == repository / "checkpoints" and p.name.startswith(f".{checkpoint_id}.")
+        ]
+        metadata = [
+            i
+            for i, p in enumerate(flushes)
+            if p.parent == repository / "metadata" / "experiments" and p.name.endswith(".tmp")
+        ]
+        assert tarball, f"the tarball was not flushed: {in_repository}"
+        assert metadata, f"the experiment's metadata was not flushed: {in_repository}"
+        for written, directory in [
+            (tarball[0], repository / "checkpoints"),
+            (metadata[0], repository / "metadata" / "experiments"),
+        ]:
+            renamed = [i for i, p in enumerate(flushes) if p == directory and i > written]
+            assert renamed, f"{directory} was not flushed after its rename: {in_repository}"
+        for new in [repository / "metadata", repository]:  # parents of new directories
+            assert new in flushes, f"{new} was not flushed: {in_repository}"
+
 
 class TestJournal:
     def test_journal_is_emptied_once_everything_landed(
