@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import random
 import subprocess
 import sys
 import tarfile
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+from faults import Request
 from servers import s3_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -149,3 +151,46 @@ def run_process(
         timeout=timeout,
         check=False,
     )
+
+
+# ---- training scripts against faulty storage -------------------------------------------------
+
+MiB = 1024 * 1024
+
+TRAIN = """
+import os, random, sys, replicate
+experiment = replicate.init(path="train.py", params={{"lr": 0.01}})
+print(experiment.id, flush=True)
+for step in range({steps}):
+    with open("model.pth", "wb") as f:
+        f.write(random.Random(step).randbytes({size}))  # incompressible, like weights
+    checkpoint = experiment.checkpoint(path="model.pth", step=step, metrics={{"loss": 1 / (step + 1)}},
+                                       primary_metric=("loss", "minimize"), quiet=True)
+    print(checkpoint.id, flush=True)
+    with open("model.pth", "wb") as f:
+        f.write(b"overwritten")
+{after}
+"""
+
+
+def project_for(tmp_path: Path, url: str) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "replicate.yaml").write_text(f"repository: {url}\n")
+    return project
+
+
+def checkpoint_upload(request: Request) -> bool:
+    """An S3 PUT of a checkpoint's tarball (whole, or a part of it) of at least 1 MiB."""
+    return (
+        request.method == "PUT"
+        and "/checkpoints/" in request.path
+        and (request.body_length or 0) > MiB
+    )
+
+
+def assert_landed(url: str, experiment_id: str, ids: list[str], size: int) -> None:
+    assert checkpoint_ids(experiment(url, experiment_id)) == ids
+    for step, id in enumerate(ids):
+        members = tar_members(url, "checkpoints", id)
+        assert members == {f"{id}/model.pth": random.Random(step).randbytes(size)}

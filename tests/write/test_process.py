@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -12,54 +11,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from faults import FaultProxy, Pause, Request
+from faults import FaultProxy, Pause
 from servers import make_gcs_bucket, make_s3_bucket, start_seaweedfs
 
 from replicate.daemon.spool import Spool
 from replicate.storage.base import PART_SIZE
 from write import helpers
+from write.helpers import TRAIN, MiB, assert_landed, checkpoint_upload, project_for
 
 pytestmark = pytest.mark.slow
-
-MiB = 1024 * 1024
-
-TRAIN = """
-import os, random, sys, replicate
-experiment = replicate.init(path="train.py", params={{"lr": 0.01}})
-print(experiment.id, flush=True)
-for step in range({steps}):
-    with open("model.pth", "wb") as f:
-        f.write(random.Random(step).randbytes({size}))  # incompressible, like weights
-    checkpoint = experiment.checkpoint(path="model.pth", step=step, metrics={{"loss": 1 / (step + 1)}},
-                                       primary_metric=("loss", "minimize"), quiet=True)
-    print(checkpoint.id, flush=True)
-    with open("model.pth", "wb") as f:
-        f.write(b"overwritten")
-{after}
-"""
-
-
-def project_for(tmp_path: Path, url: str) -> Path:
-    project = tmp_path / "project"
-    project.mkdir()
-    (project / "replicate.yaml").write_text(f"repository: {url}\n")
-    return project
-
-
-def checkpoint_upload(request: Request) -> bool:
-    """An S3 PUT of a checkpoint's tarball (whole, or a part of it) of at least 1 MiB."""
-    return (
-        request.method == "PUT"
-        and "/checkpoints/" in request.path
-        and (request.body_length or 0) > MiB
-    )
-
-
-def assert_landed(url: str, experiment_id: str, checkpoint_ids: list[str], size: int) -> None:
-    assert helpers.checkpoint_ids(helpers.experiment(url, experiment_id)) == checkpoint_ids
-    for step, id in enumerate(checkpoint_ids):
-        members = helpers.tar_members(url, "checkpoints", id)
-        assert members == {f"{id}/model.pth": random.Random(step).randbytes(size)}
 
 
 class TestKilledTraining:
