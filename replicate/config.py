@@ -8,6 +8,7 @@ the embedded default is a local repository in ``.replicate/storage`` under the w
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -220,7 +221,7 @@ def _number(convert: Callable[[str], T], accepts: str, example: str) -> Callable
             number = convert(value)
         except ValueError:
             number = None
-        if number is None or not number >= 0:  # type: ignore[operator]
+        if number is None or not 0 <= number < math.inf:  # type: ignore[operator]
             raise ConfigError(
                 f"{name}={value!r} is not valid: it takes {accepts}, e.g. {name}={example}"
             )
@@ -241,7 +242,7 @@ def _flag(name: str, value: str) -> bool:
 
 
 _bytes = _number(int, "a number of bytes", "8589934592")
-_seconds = _number(float, "a number of seconds", "600")
+_seconds = _number(float, "a finite number of seconds", "600")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -202,14 +202,18 @@ CLI_CASES: dict[str, Cli] = {
         "REPLICATE_FSYNC='maybe' is not valid: it takes 1 or 0 (true/false, yes/no, on/off)",
         env={"REPLICATE_FSYNC": "maybe"},
     ),
-    "env-exit-timeout": env_case("REPLICATE_EXIT_TIMEOUT", "abc", "a number of seconds", "600"),
+    "env-exit-timeout": env_case(
+        "REPLICATE_EXIT_TIMEOUT", "abc", "a finite number of seconds", "600"
+    ),
     "env-request-deadline-negative": env_case(
-        "REPLICATE_REQUEST_DEADLINE", "-1", "a number of seconds", "600"
+        "REPLICATE_REQUEST_DEADLINE", "-1", "a finite number of seconds", "600"
     ),
     "env-request-deadline-nan": env_case(
-        "REPLICATE_REQUEST_DEADLINE", "nan", "a number of seconds", "600"
+        "REPLICATE_REQUEST_DEADLINE", "nan", "a finite number of seconds", "600"
     ),
-    "env-job-deadline": env_case("REPLICATE_JOB_DEADLINE", "abc", "a number of seconds", "600"),
+    "env-job-deadline": env_case(
+        "REPLICATE_JOB_DEADLINE", "abc", "a finite number of seconds", "600"
+    ),
     "env-repository-scheme": Cli(
         ("ls", "-q"),
         f"$REPLICATE_REPOSITORY: unknown repository URL scheme 'ftp' in 'ftp://x/y'; {SCHEMES}",

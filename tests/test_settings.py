@@ -40,13 +40,15 @@ class TestLoadSettings:
     @pytest.mark.parametrize(
         ("name", "value", "accepts"),
         [
-            ("REPLICATE_EXIT_TIMEOUT", "ten", "a number of seconds"),
-            ("REPLICATE_EXIT_TIMEOUT", "-1", "a number of seconds"),
-            ("REPLICATE_EXIT_TIMEOUT", "nan", "a number of seconds"),
+            ("REPLICATE_EXIT_TIMEOUT", "ten", "a finite number of seconds"),
+            ("REPLICATE_EXIT_TIMEOUT", "-1", "a finite number of seconds"),
+            ("REPLICATE_EXIT_TIMEOUT", "nan", "a finite number of seconds"),
             ("REPLICATE_SPOOL_MAX_BYTES", "16GB", "a number of bytes"),
             ("REPLICATE_SPOOL_MAX_BYTES", "1.5", "a number of bytes"),
             ("REPLICATE_FSYNC", "maybe", "1 or 0"),
-            ("REPLICATE_REQUEST_DEADLINE", "soon", "a number of seconds"),
+            ("REPLICATE_REQUEST_DEADLINE", "soon", "a finite number of seconds"),
+            ("REPLICATE_REQUEST_DEADLINE", "inf", "a finite number of seconds"),
+            ("REPLICATE_JOB_DEADLINE", "1e999", "a finite number of seconds"),
             ("REPLICATE_JOB_DEADLINE", "", None),
         ],
     )
@@ -95,7 +97,7 @@ class TestAtInit:
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines() == [
             (
-                "REPLICATE_EXIT_TIMEOUT='ten' is not valid: it takes a number of seconds, "
+                "REPLICATE_EXIT_TIMEOUT='ten' is not valid: it takes a finite number of seconds, "
                 "e.g. REPLICATE_EXIT_TIMEOUT=600"
             )
         ]
