@@ -8,6 +8,7 @@ each test gets its own bucket. Environment variables are set in ``os.environ`` s
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +37,18 @@ _UNSET = (
     "GOOGLE_CLOUD_PROJECT",
     "STORAGE_EMULATOR_HOST",
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interruptible_children() -> None:
+    """Children that the tests Ctrl-C (SIGINT) must not inherit an ignored SIGINT.
+
+    A shell starting the suite in the background (``make test &``, nohup) sets SIGINT to
+    ignored, and Python then never installs its KeyboardInterrupt handler in the children.
+    An exec resets a handled signal to its default, so handling it here is enough.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
