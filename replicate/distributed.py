@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -26,8 +27,8 @@ from typing import Any
 from replicate import console
 from replicate.checkpoint import Checkpoint, CheckpointDir, Steps, check_step, validate_metrics
 from replicate.config import Config, load_config
-from replicate.daemon import Landed
-from replicate.errors import DistributedError
+from replicate.daemon import Daemon, Landed, Spool
+from replicate.errors import DistributedError, UploadFailed
 from replicate.experiment import Experiment
 from replicate.ids import random_id
 from replicate.records import CheckpointRecord, ExperimentRecord
@@ -174,6 +175,21 @@ class RankExperiment(Experiment):
         self._steps = Steps(last_step)
         self._checkpoints: list[Checkpoint] = []
         self._stopped = False
+        # parts of sharded checkpoints are this rank's own: they get a daemon and spool on
+        # first use (see _sharded_spool)
+        self._lock = threading.Lock()
+        self._futures: list[tuple[str, Future[Landed]]] = []
+        self._attach_lock = threading.Lock()
+
+    def _sharded_spool(self) -> Spool:
+        """This rank's spool, with this process's daemon started to upload from it."""
+        with self._attach_lock:
+            if getattr(self, "_daemon", None) is None:
+                daemon = Daemon.get()
+                daemon.configure(self.config.settings)
+                self._spool = daemon.spool(self.config.spool_dir)
+                self._daemon = daemon
+            return self._spool
 
     def checkpoint(
         self,
@@ -231,14 +247,32 @@ class RankExperiment(Experiment):
         return CheckpointDir(open_dir, close_dir, discard)
 
     def wait(self, timeout: float | None = None) -> bool:
-        return True
-
-    def failures(self) -> dict[str, str]:
-        return {}
+        """Wait for this rank's parts of sharded checkpoints (nothing else uploads here)."""
+        with self._lock:
+            futures = [future for _, future in self._futures]
+        return not futures or self._daemon.wait(futures, timeout)
 
     def stop(self, timeout: float | None = None, *, raise_on_error: bool = False) -> None:
-        """Mark it stopped here; rank 0's ``stop()`` is what stops the experiment."""
+        """Wait for this rank's parts, then mark it stopped here; rank 0's ``stop()`` is what
+        stops the experiment."""
+        if self._stopped:
+            return
+        finished = self.wait(timeout)
         self._stopped = True
+        failures = self.failures()
+        if not finished:
+            console.warn(
+                f"rank {self.rank.rank} stopped with parts of checkpoints still uploading after "
+                f"{timeout} s; they go on in the background"
+            )
+        if failures:
+            message = (
+                f"{len(failures)} part(s) of checkpoints of {self.short_id} did not upload from "
+                f"rank {self.rank.rank}: they stay queued for `replicate wait`"
+            )
+            console.warn(message)
+            if raise_on_error:
+                raise UploadFailed(message, failures)
 
     def __repr__(self) -> str:
         return f"<Experiment {self.short_id} rank {self.rank.rank}/{self.rank.world_size}>"

@@ -31,12 +31,14 @@ from replicate.errors import (
     ValidationError,
 )
 from replicate.ids import random_id, short_id
+from replicate.parts import Part
 from replicate.records import CheckpointRecord, ExperimentRecord, PrimaryMetric
 from replicate.runs import Runs
 from replicate.values import now
 
 if TYPE_CHECKING:
     from replicate.read.views import CheckpointView, ExperimentView
+    from replicate.sharded import ShardedCheckpoint
 
 
 class Experiment:
@@ -182,25 +184,28 @@ class Experiment:
         primary_metric: PrimaryMetric | None,
         path: str,
         quiet: bool,
+        part: Part | None = None,
     ) -> Checkpoint:
         """Stage the files, persist the job and hand it over; the one way a checkpoint starts.
 
+        ``part``: this rank's part of a sharded checkpoint (replicate/sharded.py).
         Trouble with the spool (disk full) is reported and kept on the returned checkpoint,
         never raised into training.
         """
         record = CheckpointRecord(
-            id=random_id(),
+            id=random_id() if part is None else part.checkpoint_id,
             created=now(),
             metrics=metrics,
             step=self._steps.next(step),  # recorded only once the job is on disk
             path=path,
             primary_metric=primary_metric,
+            extra={} if part is None else part.extra(),
         )
         try:
             sizes = stage()
             if not sizes:  # a checkpoint_dir left empty is a metrics-only checkpoint
                 record = replace(record, path="")
-            job = self._job(job_id, record, sizes)
+            job = self._job(job_id, record, sizes, part.rank if part is not None else None)
             self._spool.commit(job)
         except OSError as exc:
             self._spool.discard(job_id)
@@ -228,7 +233,9 @@ class Experiment:
         self._checkpoints.append(checkpoint)
         return checkpoint
 
-    def _job(self, job_id: str, record: CheckpointRecord, sizes: dict[str, int]) -> Job:
+    def _job(
+        self, job_id: str, record: CheckpointRecord, sizes: dict[str, int], part: int | None = None
+    ) -> Job:
         return Job(
             id=job_id,
             kind="checkpoint",
@@ -238,6 +245,7 @@ class Experiment:
             root=self._spool.root,
             checkpoint=record,
             files=sizes,
+            part=part or None,  # rank 0's part is the checkpoint's own job
         )
 
     def _submit(self, job: Job) -> Future[Landed]:
@@ -290,6 +298,31 @@ class Experiment:
             return self._queue(job_id, stage, step, clean, pm, ".", quiet)
 
         return CheckpointDir(open_dir, close_dir, lambda: self._spool.discard(job_id))
+
+    def sharded_checkpoint(
+        self,
+        step: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        primary_metric: tuple[str, str] | None = None,
+        *,
+        path: str = "dcp",
+        quiet: bool = False,
+    ) -> ShardedCheckpoint:
+        """This rank's part of a checkpoint whose files every rank writes (sharded state).
+
+        Call it on every rank; see :class:`replicate.sharded.ShardedCheckpoint`. Its files are
+        stored under ``path`` in the checkpoint. ``replicate.integrations.torch`` builds
+        ``ReplicateStorageWriter`` on it.
+        """
+        from replicate.sharded import ShardedCheckpoint
+
+        return ShardedCheckpoint(
+            self, step=step, metrics=metrics, primary_metric=primary_metric, path=path, quiet=quiet
+        )
+
+    def _sharded_spool(self) -> Spool:
+        """The spool this rank's parts of sharded checkpoints are staged in."""
+        return self._spool
 
     def _wait_for_room(self, incoming: int) -> None:
         """Block while this process's queued bytes plus ``incoming`` exceed the spool budget."""

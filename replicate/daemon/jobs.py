@@ -37,6 +37,10 @@ class Job:
     #: experiment jobs: the id the code tarball is stored under (a resume's new snapshot);
     #: None means the experiment's own id
     code_id: str | None = None
+    #: checkpoint jobs of a sharded checkpoint on a rank other than 0: that rank, whose part
+    #: is uploaded as ``checkpoints/<id>.part-<rank>.tar.gz`` and never committed (rank 0's
+    #: job commits the checkpoint once every part has landed; see replicate/parts.py)
+    part: int | None = None
 
     @property
     def files_dir(self) -> Path:
@@ -60,6 +64,8 @@ class Job:
     def label(self) -> str:
         if self.kind == "checkpoint" and self.checkpoint is not None:
             step = self.checkpoint.step
+            if self.part:
+                return f"part {self.part} of checkpoint {self.checkpoint.id[:7]} (step {step})"
             return f"checkpoint {self.checkpoint.id[:7]} (step {step})"
         return f"{self.kind} {self.experiment_id[:7]}"
 
@@ -77,6 +83,8 @@ class Job:
             "staged_tar": self.staged_tar,
             "code_id": self.code_id,
         }
+        if self.part is not None:  # only then: older readers' manifests stay as they were
+            body["part"] = self.part
         return body
 
     @classmethod
@@ -97,4 +105,5 @@ class Job:
             files={str(k): int(v) for k, v in body["files"].items()},
             staged_tar=body.get("staged_tar"),
             code_id=body.get("code_id"),
+            part=body.get("part"),
         )

@@ -18,6 +18,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from replicate import archive, gzip_blocks
 from replicate.daemon.jobs import Job
 from replicate.daemon.pool import RepositoryPool
+from replicate.daemon.shards import wait_for_parts
 from replicate.daemon.spool import JobError, Spool
 from replicate.errors import (
     CorruptedArchive,
@@ -28,6 +29,7 @@ from replicate.errors import (
     TransientStorageError,
     collapse,
 )
+from replicate.parts import part_id, part_ranks
 from replicate.records import CheckpointRecord, EncodingCache, ExperimentRecord
 from replicate.repository import ArchiveFolder, Repository
 
@@ -135,6 +137,8 @@ class Worker:
         self._on_failed = on_failed
         self._experiments: dict[tuple[str, str], _Experiment] = {}
         self._uploads = anyio.CapacityLimiter(UPLOADS_IN_FLIGHT)
+        #: job id -> (size, sha256) of a sharded checkpoint's own part, landed in this run
+        self._uploaded: dict[str, tuple[int, str]] = {}
 
     def _state(self, job: Job) -> _Experiment:
         key = (job.repository, job.experiment_id)
@@ -176,6 +180,8 @@ class Worker:
                 state.code_landed.set()
             self._on_failed(job, failure)
             return
+        finally:
+            self._uploaded.pop(job.id, None)
         await _bookkeep(spool.remove, job)
         self._on_landed(landed)
 
@@ -196,7 +202,10 @@ class Worker:
         else:
             assert job.checkpoint is not None
             if job.files:
-                size, digest = await self._upload(job, "checkpoints", job.checkpoint.id)
+                size, digest = await self._upload_once(job)
+            if job.part:  # another rank's part of a sharded checkpoint: rank 0 commits it
+                return Landed(job, size, digest)
+            await wait_for_parts(repository, job.checkpoint)  # the commit rule (parts.py)
             await state.code_landed.wait()
             if state.code_error is not None:
                 raise JobFailed(
@@ -205,7 +214,22 @@ class Worker:
             await self._commit(job, state, job.checkpoint)
         return Landed(job, size, digest)
 
-    async def _upload(self, job: Job, folder: ArchiveFolder, id: str) -> tuple[int, str]:
+    async def _upload_once(self, job: Job) -> tuple[int, str]:
+        """Upload a checkpoint job's tarball (a part's, for a sharded one) once per job run:
+        a retry that only waits for other ranks' parts does not send it again."""
+        assert job.checkpoint is not None
+        done = self._uploaded.get(job.id)
+        if done is None:
+            archive_id = part_id(job.checkpoint.id, job.part or 0)
+            done = await self._upload(job, "checkpoints", archive_id, job.checkpoint.id)
+            if part_ranks(job.checkpoint):
+                self._uploaded[job.id] = done
+        return done
+
+    async def _upload(
+        self, job: Job, folder: ArchiveFolder, id: str, prefix: str | None = None
+    ) -> tuple[int, str]:
+        """Upload the job's files as ``<folder>/<id>.tar.gz``, members under ``prefix``/ (id)."""
         spool = self._spool_for(job)
         damage = await anyio.to_thread.run_sync(spool.verify_snapshot, job)
         if damage is not None:
@@ -213,7 +237,8 @@ class Worker:
         if job.staged_tar is not None:
             raw = archive.file_stream(job.staged_tar_path)
         else:
-            raw = archive.tar_stream([(job.files_dir / rel, rel) for rel in sorted(job.files)], id)
+            files = [(job.files_dir / rel, rel) for rel in sorted(job.files)]
+            raw = archive.tar_stream(files, prefix or id)
         packer = gzip_blocks.Packer(raw)
         digest = hashlib.sha256()
 

@@ -26,7 +26,7 @@ from typing import Any
 from replicate.errors import CorruptedArchive, DoesNotExist
 from replicate.extract import ExtractTo
 from replicate.ids import short_id
-from replicate.read.files import Archive, not_pending, stream_into
+from replicate.read.files import checkpoint_archives, not_pending, stream_into
 from replicate.read.source import Source
 from replicate.records import CheckpointRecord
 from replicate.repository import Repository
@@ -90,10 +90,10 @@ def _discard(entry: Path) -> None:
 def _fill(source: Source, checkpoint: CheckpointRecord, staging: Path) -> None:
     """Extract the checkpoint's tarball into ``staging`` and write its manifest there."""
     sink = ExtractTo(staging)
-    archive = Archive("checkpoints", checkpoint.id, f"checkpoint {short_id(checkpoint.id)}")
 
     async def fetch(repository: Repository) -> None:
-        await stream_into(repository, archive, sink)
+        for archive in checkpoint_archives(checkpoint):  # every part of a sharded one
+            await stream_into(repository, archive, sink)
 
     source.run(fetch)
     files = {rel: _describe(staging / rel) for rel in sorted(sink.written)}

@@ -23,6 +23,7 @@ from replicate.errors import (
 )
 from replicate.extract import ExtractTo, MemberSink, OneMember, Unpacker
 from replicate.ids import short_id
+from replicate.parts import archive_ids
 from replicate.read.source import Source
 from replicate.records import CheckpointRecord, ExperimentRecord
 from replicate.repository import ArchiveFolder, Repository, archive_key
@@ -45,9 +46,21 @@ def archives(experiment: ExperimentRecord, checkpoint: CheckpointRecord | None) 
     found = []
     if experiment.path:
         found.append(Archive("experiments", experiment.id, f"experiment {short_id(experiment.id)}"))
-    if checkpoint is not None and checkpoint.path:
-        found.append(Archive("checkpoints", checkpoint.id, f"checkpoint {short_id(checkpoint.id)}"))
+    if checkpoint is not None:
+        found.extend(checkpoint_archives(checkpoint))
     return found
+
+
+def checkpoint_archives(checkpoint: CheckpointRecord) -> list[Archive]:
+    """A checkpoint's tarballs: its own, then its other ranks' parts if it is sharded."""
+    if not checkpoint.path:
+        return []
+    what = f"checkpoint {short_id(checkpoint.id)}"
+    ids = archive_ids(checkpoint)
+    return [
+        Archive("checkpoints", id, what if id == checkpoint.id else f"{what} ({id[65:]})")
+        for id in ids
+    ]
 
 
 def not_pending(checkpoint: CheckpointRecord | None, source: Source) -> None:
