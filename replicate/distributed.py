@@ -26,9 +26,9 @@ from typing import Any
 
 from replicate import console
 from replicate.checkpoint import Checkpoint, CheckpointDir, Steps, check_step, validate_metrics
-from replicate.config import Config, load_config
+from replicate.config import DEFAULT_REPOSITORY, Config, load_config
 from replicate.daemon import Daemon, Landed, Spool
-from replicate.errors import DistributedError, UploadFailed
+from replicate.errors import DistributedError, ReplicateError, UploadFailed
 from replicate.experiment import Experiment
 from replicate.ids import random_id
 from replicate.records import CheckpointRecord, ExperimentRecord
@@ -115,6 +115,7 @@ def collective_init(
             }
         )
         return experiment
+    _land_parts_left(rank, project_dir)
     payload = _broadcast(None)
     if "error" in payload:
         raise DistributedError(
@@ -128,6 +129,35 @@ def collective_init(
     )
     last_step = payload.get("last_step")
     return RankExperiment(record, config, rank, last_step if isinstance(last_step, int) else None)
+
+
+def _land_parts_left(rank: Rank, project_dir: str | os.PathLike[str] | None) -> None:
+    """Upload the parts of sharded checkpoints a dead run left in this node's spool.
+
+    Before the broadcast: rank 0 may be resuming, and its resume lands the checkpoints its
+    own dead run left, each of which waits for the other ranks' parts (these).
+    """
+    from replicate.maintenance import drain  # maintenance uses the public API: import late
+
+    try:
+        # jobs name their own repositories: only the spool is wanted here, and no notice
+        # about a default repository (rank 0's is the one this rank gets)
+        config = load_config(
+            repository=DEFAULT_REPOSITORY,
+            project_dir=Path(project_dir) if project_dir is not None else None,
+        )
+    except ReplicateError:
+        return  # rank 0 reports the configuration; the parts stay for `replicate wait`
+
+    def start(jobs: int, total: int) -> None:
+        console.info(f"rank {rank.rank}: uploading {jobs} part(s) a previous run left queued")
+
+    result = drain(config, parts_only=True, on_start=start)
+    if result.failed:
+        console.warn(
+            f"rank {rank.rank}: {len(result.failed)} part(s) a previous run left could not "
+            "upload; they stay queued (`replicate queue` shows why)"
+        )
 
 
 class SkippedCheckpoint(Checkpoint):

@@ -51,6 +51,7 @@ def drain(
     config: Config,
     *,
     experiment_id: str | None = None,
+    parts_only: bool = False,
     timeout: float | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -58,11 +59,15 @@ def drain(
     """Upload everything queued in the project's spool; return what happened.
 
     ``on_start(jobs, total_weight)`` is called once, ``on_progress(done_weight)`` as jobs land.
-    With ``experiment_id``, only that experiment's jobs (what a resume lands first).
+    With ``experiment_id``, only that experiment's jobs (what a resume lands first); with
+    ``parts_only``, only other ranks' parts of sharded checkpoints (what a restarted rank
+    other than 0 lands before rank 0's resume waits for them).
     """
     spool = Spool(config.spool_dir)
 
     def mine(job: Job) -> bool:
+        if parts_only and not job.part:
+            return False
         return experiment_id is None or job.experiment_id == experiment_id
 
     result = DrainResult(jobs=[j for j in spool.jobs() if mine(j)])
