@@ -70,6 +70,15 @@ def archive_ids(record: CheckpointRecord) -> list[str]:
     return [record.id, *(part_id(record.id, r) for r in part_ranks(record))]
 
 
+def deletable_ids(record: CheckpointRecord) -> list[str]:
+    """Like :func:`archive_ids`, but a damaged ``parts`` field gives the own tarball only
+    (what ``rm`` and ``gc`` delete: they never fail on another tool's bad metadata)."""
+    try:
+        return archive_ids(record)
+    except CorruptedMetadata:
+        return [record.id]
+
+
 def describe_ranks(ranks: Sequence[int]) -> str:
     """``rank 1`` or ``ranks 1, 3``: for messages."""
     return ("rank " if len(ranks) == 1 else "ranks ") + ", ".join(str(r) for r in ranks)

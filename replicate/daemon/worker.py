@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from replicate import archive, gzip_blocks
 from replicate.daemon.jobs import Job
 from replicate.daemon.pool import RepositoryPool
-from replicate.daemon.shards import wait_for_parts
+from replicate.daemon.shards import PARTS_WAIT, wait_for_parts
 from replicate.daemon.spool import JobError, Spool
 from replicate.errors import (
     CorruptedArchive,
@@ -205,7 +205,9 @@ class Worker:
                 size, digest = await self._upload_once(job)
             if job.part:  # another rank's part of a sharded checkpoint: rank 0 commits it
                 return Landed(job, size, digest)
-            await wait_for_parts(repository, job.checkpoint)  # the commit rule (parts.py)
+            # the commit rule (parts.py): every other rank's part first
+            deadline = self._pool.settings.retry.job_deadline
+            await wait_for_parts(repository, job.checkpoint, min(PARTS_WAIT, deadline))
             await state.code_landed.wait()
             if state.code_error is not None:
                 raise JobFailed(

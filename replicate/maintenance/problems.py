@@ -49,6 +49,8 @@ class Target:
     label: str
     #: its state in this project's upload queue, if it is still there
     pending: JobStatus | None
+    #: the id its members are under when it is not ``id`` (a part of a sharded checkpoint)
+    members: str | None = None
 
 
 @dataclass

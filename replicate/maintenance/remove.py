@@ -22,6 +22,7 @@ from replicate.errors import (
     collapse,
 )
 from replicate.ids import is_id, resolve_prefix, short_id
+from replicate.parts import deletable_ids
 from replicate.read.history import segments
 from replicate.read.source import Match, candidates, describe_match, load_snapshot
 from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord, primary_score
@@ -69,9 +70,13 @@ class Removal:
     @property
     def objects(self) -> int:
         """How many objects the deletion touches (for a progress bar)."""
-        count = sum(3 + len(e.checkpoints) for e in self.experiments.values())
+
+        def tarballs(checkpoints: Iterable[CheckpointRecord]) -> int:
+            return sum(len(deletable_ids(c)) for c in checkpoints)
+
+        count = sum(3 + tarballs(e.checkpoints) for e in self.experiments.values())
         count += 3 * len(self.unreadable)
-        return count + sum(1 + len(c) for c in self.checkpoints.values())
+        return count + sum(1 + tarballs(c.values()) for c in self.checkpoints.values())
 
     def __bool__(self) -> bool:
         return bool(self.experiments or self.checkpoints or self.unreadable)
@@ -105,15 +110,17 @@ async def delete_all(
                 if run.code is not None and is_id(run.code):
                     tg.start_soon(delete, archive_key("experiments", run.code))
             for checkpoint in record.checkpoints:
-                tg.start_soon(delete, archive_key("checkpoints", checkpoint.id))
+                for id in deletable_ids(checkpoint):  # every part of a sharded one
+                    tg.start_soon(delete, archive_key("checkpoints", id))
 
     async def unreadable(name: str) -> None:
         await delete(experiment_key(name))
         await delete(heartbeat_key(name))
         await delete(archive_key("experiments", name))  # its checkpoints can't be known
 
-    async def checkpoints(experiment_id: str, ids: Iterable[str]) -> None:
-        doomed = set(ids)
+    async def checkpoints(experiment_id: str, chosen: Iterable[CheckpointRecord]) -> None:
+        records = list(chosen)
+        doomed = {c.id for c in records}
         async with limiter:
             try:
                 record = await repository.load_experiment(experiment_id)
@@ -124,7 +131,7 @@ async def delete_all(
                 await repository.save_experiment(record.with_checkpoints(kept))
         done()
         async with anyio.create_task_group() as tg:
-            for id in doomed:
+            for id in {id for c in records for id in deletable_ids(c)}:
                 tg.start_soon(delete, archive_key("checkpoints", id))
 
     try:
@@ -132,7 +139,7 @@ async def delete_all(
             for record in removal.experiments.values():
                 tg.start_soon(experiment, record)
             for experiment_id, chosen in removal.checkpoints.items():
-                tg.start_soon(checkpoints, experiment_id, list(chosen))
+                tg.start_soon(checkpoints, experiment_id, list(chosen.values()))
             for name in removal.unreadable:
                 tg.start_soon(unreadable, name)
     except BaseExceptionGroup as group:
@@ -154,7 +161,8 @@ async def archive_sizes(repository: Repository, checkpoints: Iterable[Checkpoint
         async with anyio.create_task_group() as tg:
             for checkpoint in checkpoints:
                 if checkpoint.path:
-                    tg.start_soon(one, checkpoint.id)
+                    for id in deletable_ids(checkpoint):  # every part of a sharded one
+                        tg.start_soon(one, id)
     except BaseExceptionGroup as group:
         raise collapse(group) from None
     return total

@@ -39,7 +39,7 @@ async def stream_check(
 
     def note(name: str) -> None:
         parts = [p for p in name.split("/") if p not in ("", ".")]
-        if not parts or parts[0] != target.id:
+        if not parts or parts[0] != (target.members or target.id):
             strays.append(name)
 
     check = Unpacker(_Discard(), archive_key(target.folder, target.id), on_name=note)
@@ -113,7 +113,7 @@ async def check_tarballs(
             found[i] = problem_of(
                 target,
                 f"{archive_key(target.folder, target.id)} holds {stray!r}, a member outside "
-                f"{short_id(target.id)}…/ (every member must be under its id)",
+                f"{short_id(target.id)}…/ (every member must be under its checkpoint's id)",
             )
 
     for step in (size, stream):

@@ -27,6 +27,7 @@ from replicate.maintenance.problems import (
     still_uploading,
 )
 from replicate.maintenance.tarballs import check_tarballs
+from replicate.parts import deletable_ids, part_ranks
 from replicate.read.source import Queued, Source, corrupted_id, queued
 from replicate.records import ExperimentRecord
 from replicate.repository import (
@@ -147,9 +148,26 @@ def targets_of(
         for c in record.checkpoints:
             if c.path and selection.checkpoint(record.id, c.id):
                 label = checkpoint_label(record.id, c)
-                found.append(
-                    Target("checkpoints", c.id, record.id, label, queued_checkpoints.get(c.id))
-                )
+                state = queued_checkpoints.get(c.id)
+                for id in deletable_ids(c):  # every part of a sharded one (parts.py)
+                    what = label if id == c.id else f"{label}, {id[len(c.id) + 1 :]}"
+                    found.append(Target("checkpoints", id, record.id, what, state, c.id))
+    return found
+
+
+def parts_problems(records: Sequence[ExperimentRecord], selection: Selection) -> list[Problem]:
+    """Sharded checkpoints whose list of parts cannot be read."""
+    found = []
+    for record in records:
+        for c in record.checkpoints:
+            if not selection.checkpoint(record.id, c.id):
+                continue
+            try:
+                part_ranks(c)
+            except CorruptedMetadata as exc:
+                fix = f"its other ranks' parts cannot be found: `replicate rm {short_id(c.id)}`"
+                label = checkpoint_label(record.id, c)
+                found.append(Problem("checkpoint", c.id, record.id, f"{exc}; {fix}", label))
     return found
 
 
@@ -210,6 +228,7 @@ def verify(
         id = corrupted_id(exc)
         fix = "restore the object from a backup, or delete it by hand if the experiment is lost"
         report.problems.append(Problem("experiment", id, id, f"{exc}; {fix}", experiment_label(id)))
+    report.problems.extend(parts_problems(records, selection))
     targets = targets_of(records, selection, pending)
     report.tarballs = len(targets)
 
