@@ -107,11 +107,16 @@ def collective_init(
             with contextlib.suppress(Exception):
                 _broadcast({"error": f"{type(exc).__name__}: {exc}"})
             raise
+        if experiment._heartbeat:  # say how many ranks the job has (ls: "running 3/4 ranks")
+            experiment._daemon.start_heartbeat(
+                experiment.config.repository, experiment.id, 0, rank.world_size
+            )
         _broadcast(
             {
                 "record": experiment.record.to_dict(),
                 "repository": experiment.config.repository,
                 "last_step": experiment._steps.last,  # a resumed run goes on from there
+                "heartbeat": experiment._heartbeat,
             }
         )
         return experiment
@@ -128,7 +133,12 @@ def collective_init(
         project_dir=Path(project_dir) if project_dir is not None else None,
     )
     last_step = payload.get("last_step")
-    return RankExperiment(record, config, rank, last_step if isinstance(last_step, int) else None)
+    experiment = RankExperiment(
+        record, config, rank, last_step if isinstance(last_step, int) else None
+    )
+    if payload.get("heartbeat"):
+        experiment._start_heartbeat()
+    return experiment
 
 
 def _land_parts_left(rank: Rank, project_dir: str | os.PathLike[str] | None) -> None:
@@ -210,6 +220,20 @@ class RankExperiment(Experiment):
         self._lock = threading.Lock()
         self._futures: list[tuple[str, Future[Landed]]] = []
         self._attach_lock = threading.Lock()
+        self._heartbeat = False  # see _start_heartbeat
+
+    def _start_heartbeat(self) -> None:
+        """Beat beside rank 0's heartbeat while this rank runs (a failure is only reported)."""
+        daemon = Daemon.get()
+        daemon.configure(self.config.settings)
+        try:
+            daemon.start_heartbeat(
+                self.config.repository, self.id, self.rank.rank, self.rank.world_size
+            )
+        except ReplicateError as exc:
+            console.warn(f"rank {self.rank.rank} could not write its heartbeat: {exc}")
+            return
+        self._heartbeat = True
 
     def _sharded_spool(self) -> Spool:
         """This rank's spool, with this process's daemon started to upload from it."""
@@ -289,6 +313,11 @@ class RankExperiment(Experiment):
             return
         finished = self.wait(timeout)
         self._stopped = True
+        if self._heartbeat:
+            try:
+                Daemon.get().stop_heartbeat(self.config.repository, self.id, self.rank.rank)
+            except Exception as exc:  # noqa: BLE001 - never break training at the very end
+                console.warn(f"could not delete the heartbeat of rank {self.rank.rank}: {exc}")
         failures = self.failures()
         if not finished:
             console.warn(

@@ -20,6 +20,9 @@ from replicate.values import format_time, from_json_value, parse_time, to_json_v
 
 Goal = Literal["maximize", "minimize"]
 
+#: The most ranks a heartbeat may name (bounds what untrusted metadata can ask for).
+MAX_WORLD_SIZE = 1 << 16
+
 
 def _replicate_version() -> str:
     version = getattr(sys.modules.get("replicate"), "__version__", None)
@@ -243,10 +246,18 @@ def best_of(items: Iterable[C], record: Callable[[C], CheckpointRecord]) -> C | 
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatRecord:
-    """The content of ``metadata/heartbeats/<id>.json``."""
+    """The content of ``metadata/heartbeats/<id>.json``.
+
+    A job of several ranks: rank 0's beat says ``world_size``; each other rank beats in
+    ``metadata/heartbeats/<id>/rank-<r>.json`` with its ``rank``. ``ranks`` is filled in by
+    the reader (rank -> last beat of the other ranks), never written.
+    """
 
     experiment_id: str
     last_heartbeat: datetime
+    world_size: int | None = None
+    rank: int | None = None
+    ranks: Mapping[int, datetime] = field(default_factory=dict, compare=False)
 
 
 def _dumps(obj: dict[str, Any]) -> bytes:
@@ -313,12 +324,15 @@ def decode_experiment(data: bytes, key: str, expected_id: str | None = None) -> 
 
 def encode_heartbeat(record: HeartbeatRecord) -> bytes:
     """Serialize a heartbeat."""
-    return _dumps(
-        {
-            "experiment_id": record.experiment_id,
-            "last_heartbeat": format_time(record.last_heartbeat),
-        }
-    )
+    body: dict[str, Any] = {
+        "experiment_id": record.experiment_id,
+        "last_heartbeat": format_time(record.last_heartbeat),
+    }
+    if record.world_size is not None:  # extra keys: Keepsake ignores them
+        body["world_size"] = record.world_size
+    if record.rank is not None:
+        body["rank"] = record.rank
+    return _dumps(body)
 
 
 def decode_heartbeat(data: bytes, key: str) -> HeartbeatRecord:
@@ -327,6 +341,13 @@ def decode_heartbeat(data: bytes, key: str) -> HeartbeatRecord:
         d = _loads(data)
         experiment_id = _field(d, "experiment_id", str, None) or _missing("experiment_id")
         last = parse_time(_field(d, "last_heartbeat", str, None) or _missing("last_heartbeat"))
-        return HeartbeatRecord(experiment_id, last)
+        world_size, rank = _field(d, "world_size", int, None), _field(d, "rank", int, None)
+        if any(
+            isinstance(n, bool) or not 0 <= n < MAX_WORLD_SIZE
+            for n in (world_size, rank)
+            if n is not None
+        ):
+            raise ValidationError("'world_size' and 'rank' must be small non-negative integers")
+        return HeartbeatRecord(experiment_id, last, world_size, rank)
     except (ValueError, TypeError, RecursionError) as exc:
         raise CorruptedMetadata(key, str(exc) or type(exc).__name__) from exc

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable
+from datetime import datetime
 from typing import Literal
 
 import anyio
@@ -45,6 +47,22 @@ def experiment_key(id: str) -> str:
 
 def heartbeat_key(id: str) -> str:
     return f"{HEARTBEATS_PREFIX}{id}.json"
+
+
+def rank_heartbeat_key(id: str, rank: int) -> str:
+    """Where rank ``rank`` (> 0) of a job of several ranks beats, beside rank 0's heartbeat."""
+    return f"{HEARTBEATS_PREFIX}{id}/rank-{rank}.json"
+
+
+def _rank_keys(keys: list[str], prefix: str) -> dict[str, list[str]]:
+    """Experiment id -> the keys of its other ranks' heartbeats, from a listing."""
+    found: dict[str, list[str]] = {}
+    for key in keys:
+        rest = key[len(prefix) :] if key.startswith(prefix) else ""
+        id, _, name = rest.partition("/")
+        if name.startswith("rank-") and name.endswith(".json") and "/" not in name:
+            found.setdefault(id, []).append(key)
+    return found
 
 
 def archive_key(folder: ArchiveFolder, id: str) -> str:
@@ -149,24 +167,51 @@ class Repository:
     # ---- heartbeats ----------------------------------------------------------------------
 
     async def write_heartbeat(self, record: HeartbeatRecord) -> None:
-        await self.storage.write(heartbeat_key(record.experiment_id), encode_heartbeat(record))
+        rank = record.rank or 0
+        key = rank_heartbeat_key(record.experiment_id, rank) if rank else None
+        await self.storage.write(
+            key or heartbeat_key(record.experiment_id), encode_heartbeat(record)
+        )
 
-    async def read_heartbeat(self, experiment_id: str) -> HeartbeatRecord | None:
-        key = heartbeat_key(experiment_id)
+    async def _read_beat(self, key: str) -> HeartbeatRecord | None:
         try:
             return decode_heartbeat(await self.storage.read(key), key)
         except (ObjectNotFound, CorruptedMetadata):
             return None
 
+    async def _with_ranks(
+        self, beat: HeartbeatRecord | None, keys: list[str]
+    ) -> HeartbeatRecord | None:
+        """``beat`` with its other ranks' last beats, for a job of several ranks."""
+        if beat is None or not beat.world_size or beat.world_size < 2 or not keys:
+            return beat
+        ranks: dict[int, datetime] = {}
+        for key in keys[: beat.world_size]:
+            other = await self._read_beat(key)
+            if other is not None and other.rank and other.experiment_id == beat.experiment_id:
+                ranks[other.rank] = other.last_heartbeat
+        return dataclasses.replace(beat, ranks=ranks)
+
+    async def read_heartbeat(self, experiment_id: str) -> HeartbeatRecord | None:
+        beat = await self._read_beat(heartbeat_key(experiment_id))
+        if beat is None or not beat.world_size or beat.world_size < 2:
+            return beat
+        prefix = f"{HEARTBEATS_PREFIX}{experiment_id}/"
+        keys = _rank_keys(await self.storage.list(prefix), HEARTBEATS_PREFIX)
+        return await self._with_ranks(beat, keys.get(experiment_id, []))
+
     async def heartbeats(self) -> dict[str, HeartbeatRecord]:
         """Every heartbeat in the repository, read concurrently, by experiment id."""
-        ids = _ids_in(await self.storage.list(HEARTBEATS_PREFIX), HEARTBEATS_PREFIX)
+        keys = await self.storage.list(HEARTBEATS_PREFIX)
+        ids = _ids_in(keys, HEARTBEATS_PREFIX)
+        others = _rank_keys(keys, HEARTBEATS_PREFIX)
         found: dict[str, HeartbeatRecord] = {}
         limiter = anyio.CapacityLimiter(READ_CONCURRENCY)
 
         async def load(id: str) -> None:
             async with limiter:
-                beat = await self.read_heartbeat(id)
+                beat = await self._read_beat(heartbeat_key(id))
+                beat = await self._with_ranks(beat, others.get(id, []))
                 if beat is not None:
                     found[id] = beat
 
@@ -175,8 +220,9 @@ class Repository:
                 tg.start_soon(load, id)
         return found
 
-    async def delete_heartbeat(self, experiment_id: str) -> None:
-        await self.storage.delete(heartbeat_key(experiment_id))
+    async def delete_heartbeat(self, experiment_id: str, rank: int = 0) -> None:
+        key = rank_heartbeat_key(experiment_id, rank) if rank else heartbeat_key(experiment_id)
+        await self.storage.delete(key)
 
     # ---- archives ------------------------------------------------------------------------
 

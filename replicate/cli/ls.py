@@ -148,7 +148,7 @@ def render_table(
             columns += ["USER"] * users + ["HOST"] * hosts + ["PARAMS"] * bool(names)
         grid = _render.Grid(*columns, "BEST CHECKPOINT", "LATEST CHECKPOINT")
         for experiment in experiments:
-            status = Text(experiment.status)
+            status = Text(experiment.status_line)
             if experiment.status == "running":
                 status.stylize("green")
             elif experiment.upload_state:

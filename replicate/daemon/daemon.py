@@ -163,11 +163,13 @@ class Daemon:
                 return False
         return True
 
-    def start_heartbeat(self, url: str, experiment_id: str) -> None:
-        self.call(self._heartbeats.start, url, experiment_id)
+    def start_heartbeat(
+        self, url: str, experiment_id: str, rank: int = 0, world_size: int | None = None
+    ) -> None:
+        self.call(self._heartbeats.start, url, experiment_id, rank, world_size)
 
-    def stop_heartbeat(self, url: str, experiment_id: str) -> None:
-        self.call(self._heartbeats.stop, url, experiment_id)
+    def stop_heartbeat(self, url: str, experiment_id: str, rank: int = 0) -> None:
+        self.call(self._heartbeats.stop, url, experiment_id, rank)
 
     # ---- loop side -------------------------------------------------------------------------
 

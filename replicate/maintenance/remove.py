@@ -26,7 +26,13 @@ from replicate.parts import deletable_ids
 from replicate.read.history import segments
 from replicate.read.source import Match, candidates, describe_match, load_snapshot
 from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord, primary_score
-from replicate.repository import Repository, archive_key, experiment_key, heartbeat_key
+from replicate.repository import (
+    HEARTBEATS_PREFIX,
+    Repository,
+    archive_key,
+    experiment_key,
+    heartbeat_key,
+)
 from replicate.values import now
 
 #: Deletes in flight at once.
@@ -104,6 +110,8 @@ async def delete_all(
     async def experiment(record: ExperimentRecord) -> None:
         await delete(experiment_key(record.id))  # metadata first
         await delete(heartbeat_key(record.id))
+        for key in await repository.storage.list(f"{HEARTBEATS_PREFIX}{record.id}/"):
+            await delete(key)  # the other ranks' heartbeats of a job of several ranks
         async with anyio.create_task_group() as tg:
             tg.start_soon(delete, archive_key("experiments", record.id))
             for run in segments(record):  # code snapshots taken by resumes

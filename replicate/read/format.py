@@ -118,6 +118,9 @@ def experiment_json(experiment: ExperimentView, *, packages: bool = True) -> dic
     body["checkpoints"] = [checkpoint_json(c) for c in experiment.checkpoints]
     best, latest = experiment.best(), experiment.latest()
     body["status"] = experiment.status
+    ranks = experiment.ranks_running
+    if ranks is not None:
+        body["ranks_running"], body["world_size"] = ranks
     body["heartbeat"] = (
         format_time(experiment.heartbeat.last_heartbeat) if experiment.heartbeat else None
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from replicate.daemon.heartbeat import is_running
+from replicate.daemon.heartbeat import is_running, ranks_running
 from replicate.ids import short_id
 from replicate.read.checkpoints import (
     CheckpointList,
@@ -18,6 +18,7 @@ from replicate.read.checkpoints import (
     primary_value,
 )
 from replicate.records import CheckpointRecord, ExperimentRecord, HeartbeatRecord
+from replicate.values import now
 
 if TYPE_CHECKING:
     from replicate.read.source import Source
@@ -52,6 +53,7 @@ class ExperimentView:
         self.upload_state = upload_state
         self.source = source
         self._running = is_running(heartbeat, listed_at)
+        self._listed_at = listed_at
         landed = {c.id for c in record.checkpoints}
         views = [CheckpointView(c, self) for c in record.checkpoints]
         views += [CheckpointView(c, self, state) for c, state in queued if c.id not in landed]
@@ -114,12 +116,26 @@ class ExperimentView:
             return self.upload_state
         return "running" if self._running else "stopped"
 
+    @property
+    def ranks_running(self) -> tuple[int, int] | None:
+        """``(running, world size)`` ranks of a running job of several ranks, e.g. ``(3, 4)``
+        when one of 4 died; None for a single process or a stopped experiment."""
+        return ranks_running(self.heartbeat, self._listed_at) if self._running else None
+
+    @property
+    def status_line(self) -> str:
+        """:attr:`status`, with the ranks running for a job of several ranks (``running 3/4
+        ranks``)."""
+        ranks = self.ranks_running
+        return f"running {ranks[0]}/{ranks[1]} ranks" if ranks else self.status
+
     def is_running(self) -> bool:
         """True if its heartbeat is younger than 30 s (read again from the repository now)."""
         from replicate.read.source import read_heartbeat
 
         self.heartbeat = read_heartbeat(self.source, self.id)
-        self._running = is_running(self.heartbeat)
+        self._listed_at = now()
+        self._running = is_running(self.heartbeat, self._listed_at)
         return self._running
 
     @property

@@ -75,7 +75,8 @@ def save(experiment: replicate.Experiment, mesh: DeviceMesh, out: Path) -> dict[
         if w.checkpoint is not None
     ]
     dist.barrier()  # rank 0's wait() returned once its checkpoints were committed
-    latest = experiment.latest()
+    view = experiment.stored()
+    latest = view.latest()
     assert latest is not None
     state = sharded(mesh, {name: torch.zeros_like(t) for name, t in expected(0).items()})
     dcp.load(state, storage_reader=ReplicateStorageReader(latest))
@@ -84,6 +85,7 @@ def save(experiment: replicate.Experiment, mesh: DeviceMesh, out: Path) -> dict[
         "id": experiment.id,
         "parts": parts,
         "latest": [latest.id, latest.step],
+        "ranks_running": view.ranks_running,
         "loaded_equal": all(torch.equal(loaded[n], t) for n, t in expected(2).items()),
     }
 

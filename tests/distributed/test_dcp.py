@@ -191,6 +191,14 @@ def test_every_part_is_in_the_repository(saved: Saved) -> None:
         assert sorted(members(part)) == [f"{id}/dcp/__1_0.distcp"]
 
 
+def test_both_ranks_beat_while_they_run(saved: Saved) -> None:
+    """Read by each rank while both ran: 2 of 2 ranks running; both beats gone after stop()."""
+    assert [r["ranks_running"] for r in saved.ranks] == [[2, 2], [2, 2]]
+    experiment_id = saved.ranks[0]["id"]
+    assert saved.read(f"metadata/heartbeats/{experiment_id}.json") is None
+    assert saved.read(f"metadata/heartbeats/{experiment_id}/rank-1.json") is None
+
+
 def test_load_at_world_size_2_gives_the_saved_tensors(saved: Saved) -> None:
     """Both ranks loaded the latest (step 2) into fresh sharded tensors: equal to what they saved."""
     assert [r["latest"][1] for r in saved.ranks] == [2, 2]
