@@ -22,5 +22,6 @@ BENCHMARKS: dict[str, str] = {
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
     "loop_inflation": "slowdown of a GIL-bound and a numpy training loop checkpointing 256 MiB",
     "integrations": "a save of ~64 MiB in Lightning, Transformers, Keras: own vs with replicate",
+    "distributed": "2 ranks, dcp.async_save of 2 x 256 MiB: blocking vs DCP's own, durable on S3",
     "ui": "replicate ui: experiments page (1,000 x 20, SeaweedFS) cold/warm; 10,000-point chart",
 }
