@@ -18,8 +18,9 @@ from replicate.repository import Repository
 #: Seconds one attempt of rank 0's job waits for the other parts before it reports them
 #: missing (then the job's retry policy tries again, until the job deadline).
 PARTS_WAIT = 10.0
-#: Seconds between looks, doubling from the first to the last.
-FIRST_LOOK, LAST_LOOK = 0.05, 2.0
+#: Seconds between looks, doubling from the first to the last (a look is one HEAD per part:
+#: cheap, and a long pause would add to every sharded checkpoint's time to durable).
+FIRST_LOOK, LAST_LOOK = 0.05, 0.5
 #: Parts looked up at once.
 LOOKUPS = 16
 
