@@ -90,7 +90,11 @@ def local_phase(
                 return lambda: None
             torch.save({"weights": full}, project / "model.pth")
             checkpoint = experiment.checkpoint(path="model.pth", step=100 + i, quiet=True)
-            return lambda: checkpoint.wait() and None
+
+            def finish() -> None:
+                checkpoint.wait()
+
+            return finish
 
         for name, save in (("dcp", own), ("replicate", ours), ("torch_save", whole)):
             took = blocking(save)
