@@ -117,7 +117,7 @@ def s3_phase(
     experiment.wait()
     shard = out / "dcp--1" / f"__{rank}_0.distcp"  # this rank's bytes, as DCP wrote them
     endpoint = os.environ["AWS_ENDPOINT_URL_S3"]
-    times: dict[str, Samples] = {"raw": [], "replicate": []}
+    times: dict[str, Samples] = {"raw": [], "replicate": [], "written": []}
 
     async def raw_upload(key: str) -> None:
         async with async_client(endpoint) as client:
@@ -135,9 +135,11 @@ def s3_phase(
         start = time.perf_counter()
         writer = ReplicateStorageWriter(experiment, step=i, quiet=True)
         dcp.async_save(state, storage_writer=writer).result()
+        written = time.perf_counter() - start  # DCP's part: staged, written into the spool
         assert writer.checkpoint is not None
         writer.checkpoint.wait()  # rank 0's: committed, so every part has landed
         times["replicate"].append(slowest(time.perf_counter() - start))
+        times["written"].append(slowest(written))
     experiment.stop()
     return times
 

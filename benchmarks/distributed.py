@@ -103,6 +103,7 @@ def run(options: Options) -> None:
     local, s3 = result["local"], result["s3"]
     anchor, ours, whole = p50(local["dcp"]), p50(local["replicate"]), p50(local["torch_save"])
     raw, durable = p50(s3["raw"]), p50(s3["replicate"])
+    written = p50(s3.get("written", []))
     state = f"{RANKS} × {fmt_bytes(shard)}"
     print_table(
         f"distributed: dcp.async_save of {state} (p50 of {samples}, slower rank)",
@@ -130,6 +131,10 @@ def run(options: Options) -> None:
                 f"≤ {DURABLE_TARGET}×",
             ],
         ],
+    )
+    note(
+        f"of the time to durable, DCP's own save (staging + writing each rank's files into its "
+        f"spool) took {fmt_s(written)}; the rest is packing, upload and rank 0's commit"
     )
     note(
         "all samples (s): "
