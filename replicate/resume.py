@@ -29,7 +29,7 @@ from replicate.read.source import Source, resolve
 from replicate.records import ExperimentRecord
 from replicate.repository import Repository
 from replicate.runs import Runs
-from replicate.values import format_time, now
+from replicate.values import format_time, now, to_json_value
 
 #: ``resume=`` accepts True (the latest that did not stop cleanly, else an error), "allow"
 #: (that, else a new experiment), or an id prefix.
@@ -161,9 +161,10 @@ def resumed_record(
     import dataclasses
 
     changed: list[str] = []
-    if params is not None:
-        keys = sorted(set(params) | set(stored.params))
-        changed = [k for k in keys if params.get(k, _ABSENT) != stored.params.get(k, _ABSENT)]
+    if params is not None:  # compared as stored: NaN as "[NaN]" equals itself
+        before = to_json_value(dict(stored.params), where="params")
+        keys = sorted(set(params) | set(before))
+        changed = [k for k in keys if params.get(k, _ABSENT) != before.get(k, _ABSENT)]
     label = f"experiment {short_id(stored.id)}"
     if changed and params_mismatch != "update":
         raise ValidationError(
