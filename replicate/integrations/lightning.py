@@ -192,6 +192,7 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
         run wrote (a resumed fit restores them), which that run recorded.
         """
         last = getattr(callback, "_last_checkpoint_saved", None)
+        candidates: set[str]
         if isinstance(last, str) and last:
             candidates = {last}
         else:  # a Lightning that doesn't say: whatever changed since we last looked
