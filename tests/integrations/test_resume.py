@@ -223,6 +223,37 @@ class TestKilledAndRestarted:
         assert replicate.experiments.get(experiment_id).status == "stopped"
 
 
+DIES = "import os, replicate\ne = replicate.init(params={'lr': 0.1})\nprint(e.id)\nos._exit(0)\n"
+
+
+class TestParams:
+    def test_checked_before_training_unless_updated(self, project: Project) -> None:
+        """A resumed logger has the experiment's id at once; changed hyperparameters are an
+        error when Lightning logs them (before training), recorded with params_mismatch."""
+        from replicate.integrations.lightning import ReplicateLogger
+
+        died = subprocess.run(
+            [sys.executable, "-c", DIES],
+            cwd=project.dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )  # ends without stop(): resumable
+        experiment_id = died.stdout.strip()
+        assert died.returncode == 0 and len(experiment_id) == 64, died.stderr
+        logger = ReplicateLogger(resume=True)
+        assert logger.version == experiment_id[:7]
+        with pytest.raises(ValidationError, match=r"params differ from experiment .*: lr;"):
+            logger.log_hyperparams({"lr": 0.2})
+        updated = ReplicateLogger(resume=True, params_mismatch="update")
+        updated.log_hyperparams({"lr": 0.2})
+        updated.finalize("success")
+        raw = project.experiment_json(experiment_id)
+        assert raw["params"] == {"lr": 0.2}
+        assert [r["params_updated"] for r in raw["resumes"]] == [["lr"]]
+        assert project.experiment_ids() == [experiment_id]
+
+
 class TestNothingToResume:
     """As replicate.init: resume=True with nothing to resume is an error, "allow" starts anew."""
 
