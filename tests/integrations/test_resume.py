@@ -253,6 +253,27 @@ class TestParams:
         assert [r["params_updated"] for r in raw["resumes"]] == [["lr"]]
         assert project.experiment_ids() == [experiment_id]
 
+    def test_replicate_resume_in_the_environment(
+        self, project: Project, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """REPLICATE_RESUME=1 resumes in an integration given no resume=, as it does in init."""
+        from replicate.integrations.keras import ReplicateCallback
+
+        died = subprocess.run(
+            [sys.executable, "-c", DIES],
+            cwd=project.dir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert died.returncode == 0, died.stderr
+        monkeypatch.setenv("REPLICATE_RESUME", "1")
+        callback = ReplicateCallback(params={"lr": 0.1})
+        experiment = callback._recording.start()
+        assert experiment.id == died.stdout.strip()
+        experiment.stop()
+        assert len(project.experiment_json(experiment.id)["resumes"]) == 1
+
 
 class TestNothingToResume:
     """As replicate.init: resume=True with nothing to resume is an error, "allow" starts anew."""
