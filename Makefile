@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 FRAMEWORKS := $(VENV)/.installed-frameworks
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install frameworks demo test lint bench chaos clean
+.PHONY: install frameworks demo test lint bench chaos keepsake clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
 install: $(STAMP)
@@ -47,7 +47,15 @@ bench: frameworks
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(KEEPSAKE_VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Opt-in, not in `make test`: the real Keepsake 0.4.2 (in its own venv: it needs protobuf<4)
+# reads an experiment that replicate resumed after a kill.
+KEEPSAKE_VENV := .venv-keepsake
+keepsake: install
+	test -x $(KEEPSAKE_VENV)/bin/python || $(PYTHON) -m venv $(KEEPSAKE_VENV)
+	$(KEEPSAKE_VENV)/bin/python -m pip install --quiet keepsake==0.4.2 'protobuf<4'
+	KEEPSAKE_PYTHON=$(CURDIR)/$(KEEPSAKE_VENV)/bin/python $(BIN)/python -m pytest -m keepsake tests/test_keepsake_resumed.py
 
 # The crash suite's long soak: CHAOS_TRIALS SIGKILLed training runs on disk and SeaweedFS.
 CHAOS_TRIALS ?= 300

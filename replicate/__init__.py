@@ -33,6 +33,7 @@ from replicate.errors import (
 )
 from replicate.experiment import Experiment
 from replicate.read import experiments
+from replicate.resume import resume_target
 
 __all__ = [
     "AmbiguousID",
@@ -65,4 +66,5 @@ __all__ = [
     "experiments",
     "init",
     "maintenance",
+    "resume_target",
 ]

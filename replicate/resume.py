@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from replicate import console
-from replicate.config import Config
+from replicate.config import Config, load_config
 from replicate.daemon import Daemon, Spool, is_running
 from replicate.errors import ValidationError
 from replicate.ids import short_id
@@ -29,7 +29,7 @@ from replicate.read.source import Source, resolve
 from replicate.records import ExperimentRecord
 from replicate.repository import Repository
 from replicate.runs import Runs
-from replicate.values import format_time, now
+from replicate.values import format_time, now, to_json_value
 
 #: ``resume=`` accepts True (the latest that did not stop cleanly, else an error), "allow"
 #: (that, else a new experiment), or an id prefix.
@@ -77,6 +77,33 @@ def find(config: Config, spool: Spool, resume: Resume) -> str | None:
         return record.id
 
     return Source(config.repository, config.spool_dir).run(by_prefix)
+
+
+def resume_target(
+    resume: Resume = True,
+    *,
+    repository: str | None = None,
+    project_dir: str | Path | None = None,
+) -> str | None:
+    """The id of the experiment ``replicate.init(resume=resume)`` would continue, or None.
+
+    None means init would start a new experiment (``resume="allow"`` with nothing to resume,
+    or no resume asked: ``resume=None`` reads ``REPLICATE_RESUME``). What that experiment's
+    dead process left queued on this machine lands first, so its stored checkpoints
+    (``replicate.experiments.get(id).latest()``) are the ones the new run restarts from. For
+    code that must know the experiment before it starts it, as a framework logger does; it
+    claims nothing: ``init(resume=id)`` does. Raises ValidationError as init would.
+    """
+    config = load_config(
+        repository=repository, project_dir=Path(project_dir) if project_dir is not None else None
+    )
+    resume = config.settings.resume if resume is None else resume
+    if not resume:
+        return None
+    found = find(config, Spool(config.spool_dir), resume)
+    if found is not None:
+        _land_left_over(config, found, f"experiment {short_id(found)}")
+    return found
 
 
 def take(config: Config, spool: Spool, daemon: Daemon, experiment_id: str) -> ExperimentRecord:
@@ -134,9 +161,10 @@ def resumed_record(
     import dataclasses
 
     changed: list[str] = []
-    if params is not None:
-        keys = sorted(set(params) | set(stored.params))
-        changed = [k for k in keys if params.get(k, _ABSENT) != stored.params.get(k, _ABSENT)]
+    if params is not None:  # compared as stored: NaN as "[NaN]" equals itself
+        before = to_json_value(dict(stored.params), where="params")
+        keys = sorted(set(params) | set(before))
+        changed = [k for k in keys if params.get(k, _ABSENT) != before.get(k, _ABSENT)]
     label = f"experiment {short_id(stored.id)}"
     if changed and params_mismatch != "update":
         raise ValidationError(

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from replicate.integrations._common import Recording, flatten_params, require
+from replicate.integrations._common import ParamsMismatch, Recording, flatten_params, require
 
 
 def _default_backend() -> None:
@@ -100,6 +100,11 @@ class ReplicateCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
             as for ``keras.callbacks.ModelCheckpoint``.
         params: extra params, recorded beside those from the model.
         experiment: record into this experiment (not stopped at the end) instead of a new one.
+        resume: continue an experiment whose process died, as ``replicate.init(resume=...)``
+            does (True, ``"allow"`` or an id prefix; ``REPLICATE_RESUME`` too);
+            :meth:`resume_from` is then the checkpoint to load the model from.
+        params_mismatch: ``"update"`` records changed params of a resumed experiment (by
+            default they are an error), as for ``replicate.init``.
         **init_kwargs: passed to :func:`replicate.init` (``path``, ``repository``, …).
     """
 
@@ -115,6 +120,8 @@ class ReplicateCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
         *,
         params: Mapping[str, Any] | None = None,
         experiment: replicate.Experiment | None = None,
+        resume: bool | str | None = None,
+        params_mismatch: ParamsMismatch = "error",
         **init_kwargs: Any,
     ) -> None:
         super().__init__(
@@ -126,13 +133,23 @@ class ReplicateCallback(keras.callbacks.ModelCheckpoint):  # type: ignore[misc]
             mode=mode,
             save_freq=save_freq,
         )
-        self._recording = Recording("Keras", experiment, params, init_kwargs)
+        self._recording = Recording(
+            "Keras", experiment, params, init_kwargs, resume=resume, params_mismatch=params_mismatch
+        )
         self._steps = 0
 
     @property
     def experiment(self) -> replicate.Experiment | None:
         """The experiment recorded into, once training began."""
         return self._recording.experiment
+
+    def resume_from(self) -> replicate.read.CheckpointView | None:
+        """The checkpoint a resumed run restarts from (the latest save), or None for a new one.
+
+        ``keras.saving.load_model(checkpoint.local_path("model.keras"))`` gives the model back,
+        and ``checkpoint.metrics["epoch"]`` the ``initial_epoch`` to go on from.
+        """
+        return self._recording.resume_from()
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         super().on_train_begin(logs)

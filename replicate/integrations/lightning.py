@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from replicate.integrations._common import Recording, flatten_params, require
+from replicate.integrations._common import ParamsMismatch, Recording, flatten_params, require
 
 require("lightning.pytorch", "lightning")
 
@@ -63,6 +63,11 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
         log_between_saves: keep metrics logged between saves as metrics-only checkpoints.
         mirror_removals: when training ends, delete from the repository the checkpoints whose
             files ``save_top_k`` removed (by default they stay).
+        resume: continue an experiment whose process died, as ``replicate.init(resume=...)``
+            does (True, ``"allow"`` or an id prefix; ``REPLICATE_RESUME`` too): the logger then
+            has its id, and :meth:`resume_from` the checkpoint to pass as ``ckpt_path``.
+        params_mismatch: ``"update"`` records changed hyperparameters of a resumed experiment
+            (by default they are an error), as for ``replicate.init``.
         **init_kwargs: passed to :func:`replicate.init` (``path``, ``repository``, …).
     """
 
@@ -74,10 +79,20 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
         save_dir: str | os.PathLike[str] | None = "lightning_logs",
         log_between_saves: bool = True,
         mirror_removals: bool = False,
+        resume: bool | str | None = None,
+        params_mismatch: ParamsMismatch = "error",
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
-        self._recording = Recording("Lightning", experiment, params, init_kwargs)
+        self._recording = Recording(
+            "Lightning",
+            experiment,
+            params,
+            init_kwargs,
+            resume=resume,
+            params_mismatch=params_mismatch,
+            writer=_rank_zero(),
+        )
         self._save_dir = None if save_dir is None else os.fspath(save_dir)
         self._log_between_saves = log_between_saves
         self._mirror_removals = mirror_removals
@@ -115,6 +130,14 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
     def _start(self) -> replicate.Experiment:
         return self._recording.start()
 
+    def resume_from(self) -> replicate.read.CheckpointView | None:
+        """The checkpoint a resumed run restarts from: the latest one holding ``model.ckpt``.
+
+        None when this logger starts a new experiment. Pass
+        ``checkpoint.local_path("model.ckpt")`` to ``trainer.fit(ckpt_path=...)``.
+        """
+        return self._recording.resume_from()
+
     # ---- Logger hooks -------------------------------------------------------------------
 
     def log_hyperparams(
@@ -122,6 +145,8 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
     ) -> None:
         if _rank_zero():
             self._recording.add_params(flatten_params(params))
+            if self._recording.resuming and not self._recording.started:
+                self._start()  # params are checked against the stored ones before training
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         if not _rank_zero():
@@ -160,11 +185,22 @@ class ReplicateLogger(Logger):  # type: ignore[misc]  # Lightning is read as Any
         self._pending = {}
 
     def _new_files(self, callback: ModelCheckpoint) -> list[str]:
-        """The files the callback wrote since we last looked, oldest first."""
-        candidates = {callback.last_model_path, callback.best_model_path, *callback.best_k_models}
-        last = getattr(callback, "_last_checkpoint_saved", "")
-        if isinstance(last, str):
-            candidates.add(last)
+        """The files the callback wrote since we last looked, oldest first.
+
+        Lightning calls ``after_save_checkpoint`` after each file it writes, and names it
+        (``_last_checkpoint_saved``): that one only. Its other paths can be files an earlier
+        run wrote (a resumed fit restores them), which that run recorded.
+        """
+        last = getattr(callback, "_last_checkpoint_saved", None)
+        candidates: set[str]
+        if isinstance(last, str) and last:
+            candidates = {last}
+        else:  # a Lightning that doesn't say: whatever changed since we last looked
+            candidates = {
+                callback.last_model_path,
+                callback.best_model_path,
+                *callback.best_k_models,
+            }
         found = []
         for path in candidates:
             if not path or os.path.islink(path) or not os.path.isfile(path):

@@ -13,7 +13,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from replicate.integrations._common import REDACTED, SECRET, Recording, flatten_params, require
+from replicate.integrations._common import (
+    REDACTED,
+    SECRET,
+    ParamsMismatch,
+    Recording,
+    flatten_params,
+    require,
+)
 
 require("transformers", "transformers")
 
@@ -54,12 +61,22 @@ def primary_metric(args: TrainingArguments, metrics: Mapping[str, Any]) -> tuple
     return name, "maximize" if greater else "minimize"
 
 
+def _main_process() -> bool:
+    """True unless this is a non-zero rank of a distributed run (which never writes)."""
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
 class ReplicateCallback(TrainerCallback):  # type: ignore[misc]  # read as Any
     """Records a Trainer run: params at train begin, each saved checkpoint directory.
 
     Parameters:
         params: extra params, recorded beside the training arguments and model config.
         experiment: record into this experiment (not stopped at the end) instead of a new one.
+        resume: continue an experiment whose process died, as ``replicate.init(resume=...)``
+            does (True, ``"allow"`` or an id prefix; ``REPLICATE_RESUME`` too);
+            :meth:`resume_from` is then the checkpoint to pass as ``resume_from_checkpoint``.
+        params_mismatch: ``"update"`` records changed arguments of a resumed experiment (by
+            default they are an error), as for ``replicate.init``.
         **init_kwargs: passed to :func:`replicate.init` (``path``, ``repository``, …).
     """
 
@@ -68,9 +85,19 @@ class ReplicateCallback(TrainerCallback):  # type: ignore[misc]  # read as Any
         params: Mapping[str, Any] | None = None,
         *,
         experiment: replicate.Experiment | None = None,
+        resume: bool | str | None = None,
+        params_mismatch: ParamsMismatch = "error",
         **init_kwargs: Any,
     ) -> None:
-        self._recording = Recording("Transformers", experiment, params, init_kwargs)
+        self._recording = Recording(
+            "Transformers",
+            experiment,
+            params,
+            init_kwargs,
+            resume=resume,
+            params_mismatch=params_mismatch,
+            writer=_main_process(),
+        )
         self._logs: dict[str, Any] = {}
         #: the latest eval metrics, and the step they were computed at
         self._eval: dict[str, Any] = {}
@@ -80,6 +107,13 @@ class ReplicateCallback(TrainerCallback):  # type: ignore[misc]  # read as Any
     def experiment(self) -> replicate.Experiment | None:
         """The experiment recorded into, once training began."""
         return self._recording.experiment
+
+    def resume_from(self) -> replicate.read.CheckpointView | None:
+        """The checkpoint a resumed run restarts from (the latest save), or None for a new one.
+
+        Pass ``str(checkpoint.local_path())`` to ``trainer.train(resume_from_checkpoint=...)``.
+        """
+        return self._recording.resume_from()
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

@@ -15,9 +15,11 @@ from replicate.integrations._common import flatten_params
 
 FRAMEWORKS = ("torch", "lightning", "pytorch_lightning", "transformers", "keras", "tensorflow")
 INTEGRATIONS = Path(replicate.__file__).parent / "integrations"
-#: All an integration may import of replicate: the public API, its errors, its stderr lines.
+#: All an integration may import of replicate: the public API (and the read API's types),
+#: its errors, its stderr lines.
 ALLOWED = {
     "replicate",
+    "replicate.read",
     "replicate.errors",
     "replicate.console",
     "replicate.maintenance",
@@ -102,3 +104,8 @@ class TestParams:
             "dtype": "(1+2j)",
             "empty": {},
         }
+
+    def test_no_params_are_no_params(self) -> None:
+        """None or {} gives no params at all (not an empty-named key)."""
+        assert flatten_params(None) == {} and flatten_params({}) == {}
+        assert flatten_params({"a": {}}) == {"a": {}}
