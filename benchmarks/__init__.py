@@ -13,6 +13,7 @@ from __future__ import annotations
 #: Benchmark names in the order the default suite runs them, with one line each.
 BENCHMARKS: dict[str, str] = {
     "checkpoint_blocking": "blocking time of checkpoint(path=...) and checkpoint_dir vs a copy",
+    "blocking_load": "checkpoint(path=...) blocking while uploads run vs a copy under raw uploads",
     "metrics_only": "checkpoint(metrics=...) latency over checkpoints 1..N (flatness)",
     "metrics_profile": "where a metrics-only checkpoint's time goes (components, GIL, worker)",
     "init": "replicate.init() time in a cold subprocess: small project and 10,000 files",
