@@ -89,7 +89,7 @@ def _top_level(dist: metadata.Distribution) -> set[str]:
     names = set()
     for line in (dist.read_text("RECORD") or "").splitlines():
         first = line.partition(",")[0].partition("/")[0]
-        name = first[:-3] if first.endswith(".py") else first
+        name = first.removesuffix(".py")
         if name and "." not in name and "-" not in name:
             names.add(name)
     return names
