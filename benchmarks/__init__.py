@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "init": "replicate.init() time in a cold subprocess: small project and 10,000 files",
     "landing": "landing on disk: time to durable vs cp, and 5 checkpoints back to back",
     "time_to_durable": "checkpoint() call -> wait() returns, to disk and to SeaweedFS",
+    "sweep": "blocking and time to durable against size (1 MiB -> 256 MiB), disk and S3",
     "ls_cold": "listing 1,000 experiments x 20 checkpoints on SeaweedFS, cold process",
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
     "loop_inflation": "slowdown of a GIL-bound and a numpy training loop checkpointing 256 MiB",
