@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 FRAMEWORKS := $(VENV)/.installed-frameworks
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install frameworks demo test lint bench chaos clean
+.PHONY: install frameworks demo test lint bench bench-peers chaos clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
 install: $(STAMP)
@@ -46,8 +46,24 @@ test: lint
 bench: frameworks
 	$(BIN)/python -m benchmarks
 
+# Other tools measured side by side with replicate, each in a venv of its own (none of them is
+# a dependency of the project): Keepsake 0.4.2 (needs protobuf<4), MLflow, W&B, tarfile+boto3.
+PEERS := .venv-peers
+PEER_PACKAGES_keepsake := keepsake==0.4.2 'protobuf<4' boto3
+PEER_PACKAGES_mlflow := mlflow-skinny boto3
+PEER_PACKAGES_wandb := wandb
+PEER_PACKAGES_boto3 := boto3
+
+$(PEERS)/%/.installed:
+	test -x $(PEERS)/$*/bin/python || $(PYTHON) -m venv $(PEERS)/$*
+	$(PEERS)/$*/bin/python -m pip install --quiet $(PEER_PACKAGES_$*)
+	touch $@
+
+bench-peers: frameworks $(foreach p,keepsake mlflow wandb boto3,$(PEERS)/$(p)/.installed)
+	$(BIN)/python -m benchmarks peers
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache
 
 # The crash suite's long soak: CHAOS_TRIALS SIGKILLed training runs on disk and SeaweedFS.
 CHAOS_TRIALS ?= 300

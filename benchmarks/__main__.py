@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import BENCHMARKS
+from benchmarks import BENCHMARKS, ON_REQUEST
 from benchmarks._common import DATA_DIR_ENV, SERIES_ENV, SUMMARY_ENV, Options, fmt_s, print_table
 from benchmarks._plots import draw
 
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
         return 2
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [n for n in BENCHMARKS if n not in ON_REQUEST]
     if args.inline:
         for name in names:
             _run_inline(name, options)
