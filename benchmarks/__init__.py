@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "peak RSS growth while uploading a big checkpoint to SeaweedFS",
     "loop_inflation": "slowdown of a GIL-bound and a numpy training loop checkpointing 256 MiB",
     "integrations": "a save of ~64 MiB in Lightning, Transformers, Keras: own vs with replicate",
+    "scale": "1, 2, 4, 8 writer processes to one repository (disk, S3): blocking, durable",
     "peers": "Keepsake 0.4.2, MLflow, W&B offline, tarfile+boto3 beside replicate (make bench-peers)",
     "ui": "replicate ui: experiments page (1,000 x 20, SeaweedFS) cold/warm; 10,000-point chart",
 }
