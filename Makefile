@@ -43,8 +43,10 @@ lint: frameworks
 test: lint
 	$(BIN)/python -m pytest
 
+# BENCH_ARGS=--quick for the short run (under 10 minutes here), --big for 1 GiB / 2 GiB sizes.
+BENCH_ARGS ?=
 bench: frameworks
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # Other tools measured side by side with replicate, each in a venv of its own (none of them is
 # a dependency of the project): Keepsake 0.4.2 (needs protobuf<4), MLflow, W&B, tarfile+boto3.
@@ -60,7 +62,7 @@ $(PEERS)/%/.installed:
 	touch $@
 
 bench-peers: frameworks $(foreach p,keepsake mlflow wandb boto3,$(PEERS)/$(p)/.installed)
-	$(BIN)/python -m benchmarks peers
+	$(BIN)/python -m benchmarks peers $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache

@@ -122,7 +122,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _save_results(
-    summary: Path, series_path: Path, options: Options, names: list[str]
+    summary: Path, series_path: Path, options: Options, names: list[str], *, full: bool
 ) -> list[Path]:
     """Write ``benchmarks/results/<date>.json`` and its PNG plots; return the files written."""
     rows, series = _read_jsonl(summary), _read_jsonl(series_path)
@@ -130,7 +130,8 @@ def _save_results(
         return []
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    stem = time.strftime("%Y-%m-%d")
+    # a run of named benchmarks does not overwrite the day's full run
+    stem = time.strftime("%Y-%m-%d") + ("" if full else "-" + "-".join(names)[:60])
     out = results / f"{stem}.json"
     run = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
@@ -203,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 print(f"!!! {name} failed with exit status {done.returncode}")
         _summary(summary)
-        saved = _save_results(summary, run_dir / "series.jsonl", options, names)
+        saved = _save_results(
+            summary, run_dir / "series.jsonl", options, names, full=not args.names
+        )
         for path in saved:
             print(f"  written: {path.relative_to(ROOT)}")
         print_table("Benchmark run times", ["benchmark", "wall", "status"], timings)
