@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 FRAMEWORKS := $(VENV)/.installed-frameworks
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install frameworks demo test lint bench chaos keepsake clean
+.PHONY: install frameworks demo test lint bench bench-peers chaos keepsake clean
 
 # Idempotent: reinstalls only when pyproject.toml changes.
 install: $(STAMP)
@@ -43,19 +43,34 @@ lint: frameworks
 test: lint
 	$(BIN)/python -m pytest
 
+# BENCH_ARGS=--quick for the short run (under 10 minutes here), --big for 1 GiB / 2 GiB sizes.
+BENCH_ARGS ?=
 bench: frameworks
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+# Other tools measured side by side with replicate, each in a venv of its own (none of them is
+# a dependency of the project): Keepsake 0.4.2 (needs protobuf<4), MLflow, W&B, tarfile+boto3.
+PEERS := .venv-peers
+PEER_PACKAGES_keepsake := keepsake==0.4.2 'protobuf<4' boto3
+PEER_PACKAGES_mlflow := mlflow-skinny boto3
+PEER_PACKAGES_wandb := wandb
+PEER_PACKAGES_boto3 := boto3
+
+$(PEERS)/%/.installed:
+	test -x $(PEERS)/$*/bin/python || $(PYTHON) -m venv $(PEERS)/$*
+	$(PEERS)/$*/bin/python -m pip install --quiet $(PEER_PACKAGES_$*)
+	touch $@
+
+bench-peers: frameworks $(foreach p,keepsake mlflow wandb boto3,$(PEERS)/$(p)/.installed)
+	$(BIN)/python -m benchmarks peers $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(KEEPSAKE_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PEERS) .pytest_cache .mypy_cache .ruff_cache
 
-# Opt-in, not in `make test`: the real Keepsake 0.4.2 (in its own venv: it needs protobuf<4)
+# Opt-in, not in `make test`: the real Keepsake 0.4.2 (the peers' venv: it needs protobuf<4)
 # reads an experiment that replicate resumed after a kill.
-KEEPSAKE_VENV := .venv-keepsake
-keepsake: install
-	test -x $(KEEPSAKE_VENV)/bin/python || $(PYTHON) -m venv $(KEEPSAKE_VENV)
-	$(KEEPSAKE_VENV)/bin/python -m pip install --quiet keepsake==0.4.2 'protobuf<4'
-	KEEPSAKE_PYTHON=$(CURDIR)/$(KEEPSAKE_VENV)/bin/python $(BIN)/python -m pytest -m keepsake tests/test_keepsake_resumed.py
+keepsake: install $(PEERS)/keepsake/.installed
+	KEEPSAKE_PYTHON=$(CURDIR)/$(PEERS)/keepsake/bin/python $(BIN)/python -m pytest -m keepsake tests/test_keepsake_resumed.py
 
 # The crash suite's long soak: CHAOS_TRIALS SIGKILLed training runs on disk and SeaweedFS.
 CHAOS_TRIALS ?= 300

@@ -17,9 +17,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from benchmarks import BENCHMARKS
-from benchmarks._common import DATA_DIR_ENV, SUMMARY_ENV, Options, fmt_s, print_table
+from benchmarks import BENCHMARKS, ON_REQUEST
+from benchmarks._common import DATA_DIR_ENV, SERIES_ENV, SUMMARY_ENV, Options, fmt_s, print_table
+from benchmarks._plots import draw
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,6 +84,7 @@ def _header(options: Options, names: list[str]) -> None:
         f"  library  commit {_git('rev-parse', '--short', 'HEAD')}"
         + (" + uncommitted changes in replicate/" if dirty not in ("", "?") else "")
     )
+    print(f"  load     {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min averages)")
     print(f"  options  big={options.big} quick={options.quick} metrics_n={options.metrics_n}")
     print(f"  running  {', '.join(names)}")
     sys.stdout.flush()
@@ -112,25 +115,40 @@ def _summary(path: Path) -> None:
         )
 
 
-def _save_results(path: Path, options: Options, names: list[str]) -> Path | None:
-    """Write the run's summary rows to ``benchmarks/results/<date>.json``; return its path."""
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
-        return None
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def _save_results(
+    summary: Path, series_path: Path, options: Options, names: list[str], *, full: bool
+) -> list[Path]:
+    """Write ``benchmarks/results/<date>.json`` and its PNG plots; return the files written."""
+    rows, series = _read_jsonl(summary), _read_jsonl(series_path)
+    if not rows and not series:
+        return []
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    out = results / f"{time.strftime('%Y-%m-%d')}.json"
+    # a run of named benchmarks does not overwrite the day's full run
+    stem = time.strftime("%Y-%m-%d") + ("" if full else "-" + "-".join(names)[:60])
+    out = results / f"{stem}.json"
     run = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "commit": _git("rev-parse", "--short", "HEAD"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}",
+        "load_average_at_start": _LOAD_AT_START,
         "load_average_at_end": os.getloadavg(),
         "options": {"big": options.big, "quick": options.quick, "metrics_n": options.metrics_n},
         "benchmarks": names,
         "rows": rows,
+        "series": series,
     }
     out.write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
-    return out
+    return [out, *draw(series, results, stem)]
+
+
+_LOAD_AT_START = os.getloadavg()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
         return 2
-    names = args.names or list(BENCHMARKS)
+    names = args.names or [n for n in BENCHMARKS if n not in ON_REQUEST]
     if args.inline:
         for name in names:
             _run_inline(name, options)
@@ -160,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         **os.environ,
         DATA_DIR_ENV: str(run_dir / "data"),
         SUMMARY_ENV: str(summary),
+        SERIES_ENV: str(run_dir / "series.jsonl"),
         "PYTHONUNBUFFERED": "1",
         # `-m benchmarks` must resolve from any cwd: the package is not installed.
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -185,9 +204,11 @@ def main(argv: list[str] | None = None) -> int:
                 failed.append(name)
                 print(f"!!! {name} failed with exit status {done.returncode}")
         _summary(summary)
-        saved = _save_results(summary, options, names)
-        if saved is not None:
-            print(f"\n  results written to {saved.relative_to(ROOT)}")
+        saved = _save_results(
+            summary, run_dir / "series.jsonl", options, names, full=not args.names
+        )
+        for path in saved:
+            print(f"  written: {path.relative_to(ROOT)}")
         print_table("Benchmark run times", ["benchmark", "wall", "status"], timings)
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)

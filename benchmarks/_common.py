@@ -29,6 +29,8 @@ WRITE_CHUNK = 8 * MiB
 DATA_DIR_ENV = "REPLICATE_BENCH_DATA"
 #: JSON-lines file the benchmarks append their headline results to (for the final summary).
 SUMMARY_ENV = "REPLICATE_BENCH_SUMMARY"
+#: JSON-lines file the benchmarks append plottable series to (for the results file and plots).
+SERIES_ENV = "REPLICATE_BENCH_SERIES"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,18 @@ def record_summary(
         "ok": ok,
         "detail": detail,
     }
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def record_series(
+    plot: str, line: str, points: Sequence[tuple[float, float]], *, x: str, y: str
+) -> None:
+    """Append one line of a plot: ``points`` (x, y) named ``line`` on the plot named ``plot``."""
+    path = os.environ.get(SERIES_ENV)
+    if not path:
+        return
+    entry = {"plot": plot, "line": line, "x": x, "y": y, "points": [list(p) for p in points]}
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(entry) + "\n")
 

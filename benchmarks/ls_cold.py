@@ -31,6 +31,7 @@ from benchmarks._common import (
     progress,
     python,
     ratio,
+    record_series,
     record_summary,
     run_python,
     temp_dir,
@@ -127,7 +128,7 @@ def _experiment(i: int, base: datetime, url: str) -> ExperimentRecord:
     )
 
 
-async def _populate(url: str, count: int) -> None:
+async def _populate(url: str, count: int, start: int = 0, beats: bool = True) -> None:
     base = datetime.now(UTC) - timedelta(days=30)
     async with open_storage(url) as storage:
         repository = Repository(storage)
@@ -138,11 +139,11 @@ async def _populate(url: str, count: int) -> None:
             async with limiter:
                 record = _experiment(i, base, url)
                 await repository.save_experiment(record)
-                if i >= count - RUNNING:
+                if beats and i >= count - RUNNING:
                     await repository.write_heartbeat(HeartbeatRecord(record.id, datetime.now(UTC)))
 
         async with anyio.create_task_group() as tg:
-            for i in range(count):
+            for i in range(start, count):
                 tg.start_soon(save, i)
 
 
@@ -168,11 +169,25 @@ def run(options: Options) -> None:
     rows: list[list[object]] = []
     with temp_dir("rbench-ls") as tmp, seaweed(BUCKET) as server:
         env = server.env()
+        has_ls = _has_ls(env)
+        growth: dict[str, list[tuple[float, float]]] = {
+            "replicate ls": [],
+            "raw list+GET+parse": [],
+        }
+        written = 0
+        for step in (100,):  # one cold run of each at the smaller sizes, for the plot
+            anyio.run(_populate, url, step, written, False)
+            written = step
+            growth["replicate ls"].append(
+                (step, _timed_process([venv_bin("replicate"), "ls", "-R", url], env, tmp)[0])
+            )
+            growth["raw list+GET+parse"].append(
+                (step, run_python(_RAW, BUCKET, "repo/metadata/experiments/", cwd=tmp, env=env)[0])
+            )
         progress(f"writing {count} experiments x 20 checkpoints to {url}")
         start = time.perf_counter()
-        anyio.run(_populate, url, count)
+        anyio.run(_populate, url, count, written)
         populate = time.perf_counter() - start
-        has_ls = _has_ls(env)
         mine_label = f"replicate ls -R {url}" if has_ls else "Repository.load_experiments()"
         progress(f"{RUNS} cold runs each of: {mine_label}, raw aiobotocore, python -c pass")
         mine: list[float] = []
@@ -200,6 +215,28 @@ def run(options: Options) -> None:
             raw_inner.append(result)
             elapsed, _ = _timed_process([python(), "-c", "pass"], env, tmp)
             bare.append(elapsed)
+        growth["replicate ls"].append((count, p50(mine)))
+        growth["raw list+GET+parse"].append((count, p50(raw)))
+        if options.big:  # 10,000 experiments: one cold run of each
+            progress("writing up to 10,000 experiments for the growth plot")
+            anyio.run(_populate, url, 10_000, count, False)
+            growth["replicate ls"].append(
+                (10_000, _timed_process([venv_bin("replicate"), "ls", "-R", url], env, tmp)[0])
+            )
+            growth["raw list+GET+parse"].append(
+                (
+                    10_000,
+                    run_python(_RAW, BUCKET, "repo/metadata/experiments/", cwd=tmp, env=env)[0],
+                )
+            )
+        for line, points in growth.items():
+            record_series(
+                "cold ls vs experiments",
+                line,
+                points,
+                x="experiments (x 20 checkpoints)",
+                y="seconds",
+            )
 
     raw50 = p50(raw)
     mine50 = p50(mine)

@@ -29,6 +29,7 @@ from benchmarks._common import (
     print_table,
     progress,
     ratio,
+    record_series,
     record_summary,
     temp_dir,
     verdict,
@@ -87,6 +88,21 @@ def run(options: Options) -> None:
         committed = len(json.loads(json_path.read_bytes())["checkpoints"])
         json_size = json_path.stat().st_size
 
+    bucket = max(1, n // 50)  # p50 of each 50th of the run, against the checkpoint number
+    record_series(
+        "metrics-only latency vs checkpoint number",
+        "checkpoint(metrics=...) p50",
+        [(i + bucket, p50(latencies[i : i + bucket])) for i in range(0, n, bucket)],
+        x="checkpoint number",
+        y="seconds",
+    )
+    record_series(
+        "metrics-only latency vs checkpoint number",
+        "journal append + fdatasync (floor, idle)",
+        [(1, p50(idle_append)), (n, p50(idle_append))],
+        x="checkpoint number",
+        y="seconds",
+    )
     first, last = latencies[:100], latencies[-100:]
     f50, l50 = p50(first), p50(last)
     all50, all99 = p50(latencies), p99(latencies)

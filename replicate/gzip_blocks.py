@@ -111,13 +111,22 @@ def stored(parts: Block) -> list[bytes]:
 
     Framed here rather than by ``zlib.compress(level=0)``: that copies the bytes once more
     than this join does, returns them in many pieces, and computes a CRC we already have.
+    The frames are cut straight from the parts, so the join is the only copy.
     """
-    view = memoryview(b"".join(parts)) if len(parts) != 1 else memoryview(parts[0])
     framed: list[bytes | memoryview] = []
-    for start in range(0, len(view), STORED_MAX):
-        piece = view[start : start + STORED_MAX]
-        framed.append(struct.pack("<BHH", 0, len(piece), len(piece) ^ 0xFFFF))
-        framed.append(piece)
+    remaining = sum(len(p) for p in parts)
+    room = 0  # bytes the current stored block still takes
+    for part in parts:
+        view = memoryview(part)
+        while len(view):
+            if room == 0:
+                room = min(STORED_MAX, remaining)
+                framed.append(struct.pack("<BHH", 0, room, room ^ 0xFFFF))
+            take = min(room, len(view))
+            framed.append(view[:take])
+            view = view[take:]
+            room -= take
+            remaining -= take
     return [b"".join(framed)]
 
 

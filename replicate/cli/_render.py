@@ -19,7 +19,7 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.segment import Segment
+from rich.segment import Segment, Segments
 from rich.table import Table
 from rich.text import Text
 
@@ -133,7 +133,17 @@ class Grid:
                 lines.append(text)
             if below is not None:
                 lines.append(below)
-        console.print(Text("\n").join(lines), overflow="fold")
+        # Lines that fit are styled as they are; only the others go through rich's folding,
+        # which splits and measures word by word (~1 s for 1,000 experiments otherwise).
+        fold = console.options.update(overflow="fold")
+        segments: list[Segment] = []
+        for line in lines:
+            if cell_len(line.plain) <= console.width and "\n" not in line.plain:
+                segments += line.render(console)
+                segments.append(Segment.line())
+            else:
+                segments += console.render(line, fold)
+        console.print(Segments(segments), crop=False)
 
     def _line(self, out: Text, cells: list[Text], widths: list[int]) -> None:
         last = max((i for i, c in enumerate(cells) if c.plain), default=-1)

@@ -142,29 +142,35 @@ def render_table(
                 lines[-1] += "  " + part
         return Text("\n".join(lines), style="dim")
 
+    def cells(experiment: ExperimentView) -> tuple[list[Text | str], list[Text | str]]:
+        """The row's cells before the optional columns, and after them."""
+        status = Text(experiment.status_line)
+        if experiment.status == "running":
+            status.stylize("green")
+        elif experiment.upload_state:
+            status.stylize("yellow")
+        best, latest = experiment.best(), experiment.latest()
+        return (
+            [experiment.short_id, ago(experiment.created, at, short=True), status],
+            [
+                _render.checkpoint_cell(best),
+                _render.checkpoint_cell(latest, metric=latest is not best),
+            ],
+        )
+
+    rows = [(experiment, *cells(experiment)) for experiment in experiments]  # made once
+
     def grid(wide: bool) -> _render.Grid:
         columns = ["EXPERIMENT", "STARTED", "STATUS"]
         if wide:
             columns += ["USER"] * users + ["HOST"] * hosts + ["PARAMS"] * bool(names)
         grid = _render.Grid(*columns, "BEST CHECKPOINT", "LATEST CHECKPOINT")
-        for experiment in experiments:
-            status = Text(experiment.status_line)
-            if experiment.status == "running":
-                status.stylize("green")
-            elif experiment.upload_state:
-                status.stylize("yellow")
-            row: list[Text | str] = [
-                experiment.short_id,
-                ago(experiment.created, at, short=True),
-                status,
-            ]
+        for experiment, head, tail in rows:
+            row = list(head)
             if wide:
                 row += [experiment.user] * users + [experiment.host] * hosts
                 row += ["\n".join(params(experiment))] * bool(names)
-            best, latest = experiment.best(), experiment.latest()
-            row.append(_render.checkpoint_cell(best))
-            row.append(_render.checkpoint_cell(latest, metric=latest is not best))
-            grid.add_row(*row, below=None if wide else below(experiment))
+            grid.add_row(*row, *tail, below=None if wide else below(experiment))
         return grid
 
     table = grid(wide=True)

@@ -4,8 +4,9 @@
 
     .replicate/spool/
       owners/<owner>.lock       POSIX-locked by its live process for its whole life
-      journal/<owner>.jsonl     the owner's journal: a line per job (fdatasync'd before
-                                checkpoint() returns), per landing and per failed attempt
+      journal/<owner>.jsonl     the owner's journal: a line per job (written before
+                                checkpoint() returns, fdatasync'd right after: see
+                                flusher.py), per landing and per failed attempt
       data/<job-id>/            the staged snapshot of a checkpoint's files
       data/<job-id>.tar         the staged snapshot of the code, as one tar
 
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from replicate.daemon.flusher import FLUSHER
 from replicate.daemon.jobs import Job
 
 #: Owner locks this process holds, by lock path. Closing any other fd of a locked file would
@@ -254,11 +256,19 @@ class Spool:
         with _journals_lock:  # counted before it is written: compaction never races it
             _outstanding[path] = _outstanding.get(path, 0) + 1
         try:
-            self._append(job.owner, {"job": job.to_manifest()}, durable=True)
+            self._append(job.owner, {"job": job.to_manifest()}, durable=self.fsync_data)
+            if not self.fsync_data:
+                self._flush_soon(path)
         except BaseException:
             with _journals_lock:
                 _outstanding[path] -= 1
             raise
+
+    def _flush_soon(self, path: Path) -> None:
+        with _journals_lock:
+            fd = _journals[path]
+            if not FLUSHER.schedule(str(path), fd):
+                os.fdatasync(fd)
 
     def discard(self, job_id: str) -> None:
         """Drop the staged files of a job that was never committed."""

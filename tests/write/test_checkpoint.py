@@ -214,14 +214,16 @@ class TestHeartbeat:
 
 
 FLUSH_RECORDER = """
-import json, os, sys, replicate
+import json, os, sys, threading, replicate
+from replicate.daemon.flusher import FLUSHER
 
-flushes = []  # (call, path) in call order, from any thread
+flushes = []  # (call, path, thread name) in call order, from any thread
 
 
 def recording(real):
     def flush(fd):
-        flushes.append((real.__name__, os.readlink(f"/proc/self/fd/{fd}")))
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        flushes.append((real.__name__, path, threading.current_thread().name))
         return real(fd)
 
     return flush
@@ -234,8 +236,9 @@ with open("model.pth", "wb") as f:
 before = len(flushes)
 checkpoint = experiment.checkpoint(path="model.pth")
 during = flushes[before:]
+FLUSHER.drain()
 experiment.stop()
-print(json.dumps({"id": checkpoint.id, "during": during}))
+print(json.dumps({"id": checkpoint.id, "during": during, "all": flushes[before:]}))
 """
 
 
@@ -261,13 +264,13 @@ class TestFullFsync:
         spool = project / ".replicate" / "spool"
         staged = [
             i
-            for i, (call, path) in enumerate(out["during"])
+            for i, (call, path, _thread) in enumerate(out["during"])
             if call == "fsync" and Path(path).parent.parent == spool / "data"
             and Path(path).name == "model.pth"
         ]  # fmt: skip
         journal = [
             i
-            for i, (call, path) in enumerate(out["during"])
+            for i, (call, path, _thread) in enumerate(out["during"])
             if call == "fdatasync" and Path(path).parent == spool / "journal"
         ]
         assert staged, f"the staged snapshot was not flushed: {out['during']}"
@@ -297,7 +300,7 @@ class TestFullFsync:
         )
         assert result.returncode == 0, result.stderr
         checkpoint_id = json.loads(result.stdout.splitlines()[0])["id"]
-        flushes = [Path(path) for call, path in json.loads(result.stdout.splitlines()[1])]
+        flushes = [Path(path) for call, path, _thread in json.loads(result.stdout.splitlines()[1])]
         in_repository = [p for p in flushes if p.is_relative_to(repository)]
         if flag == "0":
             assert in_repository == []
@@ -322,6 +325,36 @@ class TestFullFsync:
             assert renamed, f"{directory} was not flushed after its rename: {in_repository}"
         for new in [repository / "metadata", repository]:  # parents of new directories
             assert new in flushes, f"{new} was not flushed: {in_repository}"
+
+    def test_by_default_the_journal_line_is_flushed_right_after_checkpoint_returns(
+        self, tmp_path: Path
+    ) -> None:
+        """Without REPLICATE_FSYNC no flush runs in the call; a background thread flushes the line."""
+        project = make_project(tmp_path)
+        url = (tmp_path / "r").as_uri()
+        (project / "record.py").write_text(FLUSH_RECORDER)
+        env = {k: v for k, v in os.environ.items() if k != "REPLICATE_FSYNC"}
+        result = subprocess.run(
+            [sys.executable, "record.py", url],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        out = json.loads(result.stdout)
+        journal = str(project / ".replicate" / "spool" / "journal")
+        in_call = [f for f in out["during"] if f[2] == "MainThread"]
+        assert in_call == [], f"checkpoint() flushed in the training thread: {in_call}"
+        flushed = [
+            f for f in out["all"] if f[0] == "fdatasync" and str(Path(f[1]).parent) == journal
+        ]
+        assert flushed, f"the journal line was never flushed: {out['all']}"
+        assert {f[2] for f in flushed} == {"replicate-spool-flush"}
+        members = helpers.tar_members(url, "checkpoints", out["id"])
+        assert members == {f"{out['id']}/model.pth": b"flushed weights"}
 
 
 class TestJournal:
