@@ -44,10 +44,15 @@ class Base:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
-    """Two experiments (adam, sgd) and a decoy sharing adam's first 6 characters."""
+    """Two experiments (adam, sgd) and a decoy sharing adam's first 6 characters.
+
+    The decoy sorts before adam (ids are listed sorted in the ambiguity message) and differs
+    from it in the first 12 characters.
+    """
     root = tmp_path_factory.mktemp("bad-input-base")
     written = write_experiments((root / "repo").as_uri(), root / "project")
-    decoy = written.adam[:6] + ("0" if written.adam[6] != "0" else "1") + "f" * 57
+    decoy = written.adam[:6] + "0" * 58
+    assert decoy < written.adam and decoy[:12] != written.adam[:12]
     experiments_dir = root / "repo" / "metadata" / "experiments"
     record = json.loads((experiments_dir / f"{written.sgd}.json").read_bytes())
     record.update(id=decoy, checkpoints=[])
