@@ -193,6 +193,15 @@ def snapshot(files: list[tuple[Path, str]], dest: Path) -> dict[str, int]:
     return sizes
 
 
+def written(directory: Path) -> dict[str, int]:
+    """The sizes of the files already in ``directory`` (written in place: nothing to copy)."""
+    return {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
 def _clone_or_copy(source: Path, dest: Path) -> None:
     src_fd = os.open(source, os.O_RDONLY)
     try:

@@ -1,7 +1,9 @@
-"""Checkpoint: the handle on one checkpoint; checks of what checkpoint() is given; steps; dirs."""
+"""Checkpoint: the handle on one checkpoint, and on the uploads an experiment started; checks of
+what checkpoint() is given; steps; checkpoint_dir()'s directory."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from replicate import console
 from replicate.daemon import Landed
 from replicate.errors import DaemonClosed, JobFailed, NotSaved, UploadFailed, ValidationError
 from replicate.ids import short_id
@@ -78,18 +81,56 @@ def failed_future(error: str, *, queued: bool = True) -> Future[Landed]:
     return future
 
 
-def failure_summary(experiment: str, futures: list[Future[Landed]], failed: int) -> str:
-    """What stop() says about ``failed`` failures: the never-queued ones are not in the queue."""
-    unsaved = sum(1 for f in futures if f.done() and isinstance(f.exception(), NotSaved))
-    parts = (
-        [f"{unsaved} checkpoint(s) of experiment {experiment} were NOT saved"] if unsaved else []
+def not_queued(record: CheckpointRecord, spool: Path, exc: OSError) -> Future[Landed]:
+    """Report a checkpoint the spool could not take (disk full): training goes on without it."""
+    message = (
+        f"checkpoint {short_id(record.id)} (step {record.step}) was NOT saved: "
+        f"could not queue it in {spool}: {exc.strerror or exc}"
     )
-    if failed > unsaved:
-        parts.append(
-            f"{failed - unsaved} upload(s) of experiment {experiment} failed and stay queued: "
-            "run `replicate queue` to see why and `replicate wait` to retry"
+    console.warn(message + " (training goes on; free some disk space)")
+    return failed_future(message, queued=False)
+
+
+class Uploads:
+    """The uploads an experiment started in this process (thread-safe), each with its label."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: list[tuple[str, Future[Landed]]] = []
+
+    def add(self, label: str, future: Future[Landed]) -> None:
+        with self._lock:
+            self._futures.append((label, future))
+
+    def futures(self) -> list[Future[Landed]]:
+        with self._lock:
+            return [future for _, future in self._futures]
+
+    def failures(self) -> dict[str, str]:
+        """Label -> error of every upload that failed."""
+        with self._lock:
+            futures = list(self._futures)
+        return {
+            label: str(future.exception())
+            for label, future in futures
+            if future.done() and future.exception() is not None
+        }
+
+    def summary(self, experiment: str, failed: int) -> str:
+        """What stop() says about ``failed`` failures: the never-queued ones are not queued."""
+        futures = self.futures()
+        unsaved = sum(1 for f in futures if f.done() and isinstance(f.exception(), NotSaved))
+        parts = (
+            [f"{unsaved} checkpoint(s) of experiment {experiment} were NOT saved"]
+            if unsaved
+            else []
         )
-    return "; ".join(parts)
+        if failed > unsaved:
+            parts.append(
+                f"{failed - unsaved} upload(s) of experiment {experiment} failed and stay "
+                "queued: run `replicate queue` to see why and `replicate wait` to retry"
+            )
+        return "; ".join(parts)
 
 
 def validate_metrics(

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from replicate import console
-from replicate.checkpoint import Checkpoint, CheckpointDir, Steps, check_step, validate_metrics
+from replicate.checkpoint import (
+    Checkpoint,
+    CheckpointDir,
+    Steps,
+    Uploads,
+    check_step,
+    validate_metrics,
+)
 from replicate.config import DEFAULT_REPOSITORY, Config, load_config
 from replicate.daemon import Daemon, Landed, Spool
 from replicate.errors import DistributedError, ReplicateError, UploadFailed
@@ -217,8 +224,7 @@ class RankExperiment(Experiment):
         self._stopped = False
         # parts of sharded checkpoints are this rank's own: they get a daemon and spool on
         # first use (see _sharded_spool)
-        self._lock = threading.Lock()
-        self._futures: list[tuple[str, Future[Landed]]] = []
+        self._uploads = Uploads()
         self._attach_lock = threading.Lock()
         self._heartbeat = False  # see _start_heartbeat
 
@@ -302,8 +308,7 @@ class RankExperiment(Experiment):
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for this rank's parts of sharded checkpoints (nothing else uploads here)."""
-        with self._lock:
-            futures = [future for _, future in self._futures]
+        futures = self._uploads.futures()
         return not futures or self._daemon.wait(futures, timeout)
 
     def stop(self, timeout: float | None = None, *, raise_on_error: bool = False) -> None:

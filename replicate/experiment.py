@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import replace
@@ -16,20 +15,15 @@ from replicate.checkpoint import (
     Checkpoint,
     CheckpointDir,
     Steps,
+    Uploads,
     check_step,
     failed_future,
-    failure_summary,
+    not_queued,
     validate_metrics,
 )
 from replicate.config import Config
 from replicate.daemon import Daemon, Job, Landed, Spool, new_job_id
-from replicate.errors import (
-    DaemonClosed,
-    DaemonError,
-    DoesNotExist,
-    UploadFailed,
-    ValidationError,
-)
+from replicate.errors import DaemonClosed, DaemonError, DoesNotExist, UploadFailed, ValidationError
 from replicate.ids import random_id, short_id
 from replicate.parts import Part
 from replicate.records import CheckpointRecord, ExperimentRecord, PrimaryMetric
@@ -71,11 +65,10 @@ class Experiment:
         self._ignore = ignore
         self._heartbeat = heartbeat
         self._steps = Steps(last_step)  # a resumed experiment goes on from its last step
-        self._lock = threading.Lock()
         self._checkpoints: list[Checkpoint] = []
-        self._futures: list[tuple[str, Future[Landed]]] = []
+        self._uploads = Uploads()
         if code_upload is not None:
-            self._futures.append((record.id, code_upload))
+            self._uploads.add(record.id, code_upload)
         self._stopped = False
 
     @property
@@ -209,12 +202,7 @@ class Experiment:
             self._spool.commit(job)
         except OSError as exc:
             self._spool.discard(job_id)
-            message = (
-                f"checkpoint {short_id(record.id)} (step {record.step}) was NOT saved: "
-                f"could not queue it in {self._spool.root}: {exc.strerror or exc}"
-            )
-            console.warn(message + " (training goes on; free some disk space)")
-            future = failed_future(message, queued=False)
+            future = not_queued(record, self._spool.root, exc)
         except BaseException:
             self._spool.discard(job_id)
             raise
@@ -227,8 +215,7 @@ class Experiment:
                     f"saving checkpoint {short_id(record.id)} (step {record.step})"
                     + (f" of {path}" if path not in ("", ".") else "")
                 )
-        with self._lock:
-            self._futures.append((record.id, future))
+        self._uploads.add(record.id, future)
         checkpoint = Checkpoint(record, future)
         self._checkpoints.append(checkpoint)
         return checkpoint
@@ -287,15 +274,9 @@ class Experiment:
 
         def close_dir() -> Checkpoint:
             files_dir = self._spool.data_dir / job_id
-
-            def stage() -> dict[str, int]:  # already written in place: nothing to copy
-                return {
-                    p.relative_to(files_dir).as_posix(): p.stat().st_size
-                    for p in sorted(files_dir.rglob("*"))
-                    if p.is_file()
-                }
-
-            return self._queue(job_id, stage, step, clean, pm, ".", quiet)
+            return self._queue(
+                job_id, lambda: archive.written(files_dir), step, clean, pm, ".", quiet
+            )
 
         return CheckpointDir(open_dir, close_dir, lambda: self._spool.discard(job_id))
 
@@ -339,19 +320,11 @@ class Experiment:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until every checkpoint so far landed or failed; False on timeout."""
-        with self._lock:
-            futures = [future for _, future in self._futures]
-        return self._daemon.wait(futures, timeout)
+        return self._daemon.wait(self._uploads.futures(), timeout)
 
     def failures(self) -> dict[str, str]:
         """Id -> error of every upload of this experiment that failed."""
-        with self._lock:
-            futures = list(self._futures)
-        return {
-            label: str(future.exception())
-            for label, future in futures
-            if future.done() and future.exception() is not None
-        }
+        return self._uploads.failures()
 
     def stop(self, timeout: float | None = None, *, raise_on_error: bool = False) -> None:
         """Wait for this experiment's uploads, then mark it stopped (deletes its heartbeat).
@@ -377,9 +350,7 @@ class Experiment:
                 "they go on in the background (`replicate wait` finishes them if this process ends)"
             )
         if failures:
-            with self._lock:
-                futures = [future for _, future in self._futures]
-            message = failure_summary(self.short_id, futures, len(failures))
+            message = self._uploads.summary(self.short_id, len(failures))
             console.warn(message)
             if raise_on_error:
                 raise UploadFailed(message, failures)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from replicate import archive
 from replicate.checkpoint import Checkpoint, check_step, validate_metrics
 from replicate.daemon import new_job_id
 from replicate.errors import ValidationError
@@ -101,17 +102,10 @@ class ShardedCheckpoint:
         files_dir = experiment._sharded_spool().data_dir / self._job_id
         part = Part(checkpoint_id, rank, tuple(sorted(set(ranks) - {0})) if rank == 0 else ())
 
-        def stage() -> dict[str, int]:  # written in place by the framework: nothing to copy
-            return {
-                p.relative_to(files_dir).as_posix(): p.stat().st_size
-                for p in sorted(files_dir.rglob("*"))
-                if p.is_file()
-            }
-
         quiet = self._quiet or rank != 0
         self.checkpoint = experiment._queue(
             self._job_id,
-            stage,
+            lambda: archive.written(files_dir),  # written in place by the framework
             step,
             self._metrics,
             self._primary_metric,
