@@ -37,6 +37,8 @@ from replicate.values import now
 
 #: Deletes in flight at once.
 DELETE_CONCURRENCY = 16
+#: rereads of a JSON a removal rewrote, while a writer still uploading puts removed ones back
+RECHECKS = 3
 
 
 @dataclass
@@ -126,21 +128,32 @@ async def delete_all(
         await delete(heartbeat_key(name))
         await delete(archive_key("experiments", name))  # its checkpoints can't be known
 
-    async def checkpoints(experiment_id: str, chosen: Iterable[CheckpointRecord]) -> None:
-        records = list(chosen)
-        doomed = {c.id for c in records}
+    async def drop(experiment_id: str, doomed: set[str]) -> bool:
+        """Rewrite the experiment's JSON (read fresh) without ``doomed``; False if none was in."""
         async with limiter:
             try:
                 record = await repository.load_experiment(experiment_id)
             except DoesNotExist:
-                record = None
-            if record is not None:
-                kept = [c for c in record.checkpoints if c.id not in doomed]
-                await repository.save_experiment(record.with_checkpoints(kept))
+                return False
+            if not doomed & {c.id for c in record.checkpoints}:
+                return False
+            kept = [c for c in record.checkpoints if c.id not in doomed]
+            await repository.save_experiment(record.with_checkpoints(kept))
+            return True
+
+    async def checkpoints(experiment_id: str, chosen: Iterable[CheckpointRecord]) -> None:
+        records = list(chosen)
+        doomed = {c.id for c in records}
+        await drop(experiment_id, doomed)
         done()
         async with anyio.create_task_group() as tg:
             for id in {id for c in records for id in deletable_ids(c)}:
                 tg.start_soon(delete, archive_key("checkpoints", id))
+        # A process still uploading (stop(timeout=0)) that read the JSON before the rewrite
+        # above writes the doomed ones back: read again, and drop them again, until they stay.
+        for _ in range(RECHECKS):
+            if not await drop(experiment_id, doomed):
+                break
 
     try:
         async with anyio.create_task_group() as tg:
