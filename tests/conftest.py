@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli.helpers import copy_sample
 from faults import FaultProxy
 from servers import (
     Server,
@@ -163,3 +164,12 @@ def repo_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh repository URL on each backend: file://, s3://<bucket>/repo, gs://<bucket>/repo."""
     backend: str = request.param
     return make_repo_url(request, backend, tmp_path)
+
+
+@pytest.fixture
+def keepsake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the Keepsake sample project, as the working directory."""
+    project = copy_sample(tmp_path)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("REPLICATE_REPOSITORY", raising=False)
+    return project

@@ -13,7 +13,6 @@ from cli.helpers import (
     KEEPSAKE_FIRST,
     KEEPSAKE_LATEST,
     Written,
-    copy_sample,
     read_object,
     write_experiments,
     write_object,
@@ -36,15 +35,6 @@ def written(repo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> W
     result = write_experiments(repo_url, tmp_path / "project")
     monkeypatch.chdir(tmp_path)
     return result
-
-
-@pytest.fixture
-def keepsake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the Keepsake sample project, as the working directory."""
-    project = copy_sample(tmp_path)
-    monkeypatch.chdir(project)
-    monkeypatch.delenv("REPLICATE_REPOSITORY", raising=False)
-    return project
 
 
 class TestList:

@@ -6,16 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.helpers import Written, copy_sample, write_experiments
-
-
-@pytest.fixture
-def keepsake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the Keepsake sample project, as the working directory."""
-    project = copy_sample(tmp_path)
-    monkeypatch.chdir(project)
-    monkeypatch.delenv("REPLICATE_REPOSITORY", raising=False)
-    return project
+from cli.helpers import Written, write_experiments
 
 
 @pytest.fixture

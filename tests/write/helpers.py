@@ -112,23 +112,21 @@ def run_script(
     """Run ``code`` as a training script in ``project`` in a real Python subprocess."""
     script = project / "train.py"
     script.write_text(textwrap.dedent(code))
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=project,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return _run([sys.executable, str(script)], project, timeout, env)
 
 
 def cli(
     project: Path, *args: str, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the replicate CLI in ``project`` as a real subprocess."""
+    return _run([sys.executable, "-m", "replicate", *args], project, timeout, env)
+
+
+def _run(
+    argv: list[str], project: Path, timeout: float, env: dict[str, str] | None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "replicate", *args],
+        argv,
         cwd=project,
         env={**os.environ, **(env or {})},
         capture_output=True,
