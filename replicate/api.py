@@ -9,15 +9,16 @@ import re
 import shlex
 import socket
 import sys
+from concurrent.futures import Future
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from replicate import archive, console, distributed
 from replicate import resume as resuming
-from replicate.config import Config, load_config, local_path
+from replicate.config import Config, display_url, load_config, local_path
 from replicate.daemon import Daemon, Job, Spool, new_job_id
-from replicate.errors import ValidationError
+from replicate.errors import DaemonClosed, ValidationError
 from replicate.experiment import Experiment
 from replicate.ids import is_id, random_id, short_id
 from replicate.records import ExperimentRecord
@@ -120,7 +121,7 @@ def _record(
         params=params,
         host=socket.gethostname(),
         user=_user(),
-        config={"repository": config.repository, "storage": ""},
+        config={"repository": display_url(config.repository), "storage": ""},
         command=_command(),
         path=path,
         python_version=platform.python_version(),
@@ -173,22 +174,42 @@ def _resume(
 
 def _check_repository(
     daemon: Daemon, url: str, experiment_id: str, *, heartbeat: bool, new_id: bool = False
-) -> None:
+) -> Future[None]:
     """Reachable, readable, the right version, and writable (the first beat proves it).
 
-    ``new_id``: the caller chose the id, so check that no experiment has it yet.
+    In the background: init() does not wait for storage (a first request to S3 or GCS costs
+    a client and a round trip). A failure is printed as soon as it is known; the experiment's
+    jobs wait in the spool meanwhile, so nothing is lost. ``new_id``: the caller chose the
+    id, so that no experiment has it yet is checked before init() returns.
     """
+    if new_id:
+
+        async def unused(repo: Repository) -> None:
+            if await repo.storage.exists(experiment_key(experiment_id)):
+                raise ValidationError(
+                    f"experiment {short_id(experiment_id)} already exists in {display_url(url)}"
+                )
+
+        daemon.with_repository(url, unused)
 
     async def check(repo: Repository) -> None:
         await repo.check_version(create=True)
-        if new_id and await repo.storage.exists(experiment_key(experiment_id)):
-            raise ValidationError(f"experiment {short_id(experiment_id)} already exists in {url}")
+        if not heartbeat:
+            await repo.storage.check_writable()
 
-    daemon.with_repository(url, check)
-    if heartbeat:
-        daemon.start_heartbeat(url, experiment_id)
-    else:
-        daemon.with_repository(url, lambda repo: repo.storage.check_writable())
+    ready = daemon.check_soon(url, check, heartbeat_of=experiment_id if heartbeat else None)
+
+    def report(future: Future[None]) -> None:
+        exc = None if future.cancelled() else future.exception()
+        if exc is not None and not isinstance(exc, DaemonClosed):
+            console.warn(
+                f"experiment {short_id(experiment_id)} cannot be saved to {display_url(url)}: {exc}. "
+                "Its code and checkpoints are kept in the local queue: fix the repository, "
+                "then `replicate wait` uploads them"
+            )
+
+    ready.add_done_callback(report)
+    return ready
 
 
 def _stage_code(
@@ -297,7 +318,9 @@ def _create(
 
     ``new_id``: the caller chose the id, so check that no experiment has it yet.
     """
-    _check_repository(daemon, config.repository, record.id, heartbeat=heartbeat, new_id=new_id)
+    ready = _check_repository(
+        daemon, config.repository, record.id, heartbeat=heartbeat, new_id=new_id
+    )
     spool = daemon.spool(config.spool_dir)
     spool.lock_owner(resuming.experiment_lock(record.id))  # a resume elsewhere is refused
     try:
@@ -311,10 +334,10 @@ def _create(
     console.info(
         f"created experiment {short_id(record.id)}"
         + (f", saving {len(files)} files of {rel!r}" if files else "")
-        + f" to {config.repository}"
+        + f" to {display_url(config.repository)}"
     )
     return Experiment(
-        record, config, daemon, spool, ignore, heartbeat=heartbeat, code_upload=future
+        record, config, daemon, spool, ignore, heartbeat, code_upload=future, checked=ready
     )
 
 

@@ -92,11 +92,13 @@ def not_queued(record: CheckpointRecord, spool: Path, exc: OSError) -> Future[La
 
 
 class Uploads:
-    """The uploads an experiment started in this process (thread-safe), each with its label."""
+    """What an experiment started in the background in this process (thread-safe): its uploads,
+    each with its label, and the repository check init() left running."""
 
-    def __init__(self) -> None:
+    def __init__(self, checked: Future[None] | None = None) -> None:
         self._lock = threading.Lock()
         self._futures: list[tuple[str, Future[Landed]]] = []
+        self._checked = checked
 
     def add(self, label: str, future: Future[Landed]) -> None:
         with self._lock:
@@ -105,6 +107,21 @@ class Uploads:
     def futures(self) -> list[Future[Landed]]:
         with self._lock:
             return [future for _, future in self._futures]
+
+    def background(self) -> list[Future[Any]]:
+        """Everything to wait for: the uploads and the repository check."""
+        return self.futures() + ([self._checked] if self._checked is not None else [])
+
+    def check(self) -> None:
+        """Wait for the repository check; raise the error it found."""
+        if self._checked is not None and not self._checked.cancelled():
+            self._checked.result()
+
+    def stop_check(self) -> bool:
+        """Cancel the check if it still runs (it then never starts the heartbeat); True if it
+        failed (and so beat nothing)."""
+        checked = self._checked
+        return checked is not None and not checked.cancel() and bool(checked.exception())
 
     def failures(self) -> dict[str, str]:
         """Label -> error of every upload that failed."""

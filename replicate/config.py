@@ -164,6 +164,12 @@ def local_path(url: str) -> Path | None:
     return Path(url2pathname(parsed.path))  # percent-decodes
 
 
+def display_url(url: str) -> str:
+    """``url`` as printed or recorded: without a query string, where a signed URL keeps its
+    signature (storage never uses it)."""
+    return url.split("?", 1)[0]
+
+
 def normalize_repository_url(url: str, base: Path) -> str:
     """Return the absolute form of a repository URL; relative paths are relative to ``base``."""
     url = url.strip()

@@ -57,6 +57,7 @@ class Experiment:
         heartbeat: bool,
         code_upload: Future[Landed] | None = None,
         last_step: int | None = None,
+        checked: Future[None] | None = None,
     ) -> None:
         self.record = record
         self.config = config
@@ -66,7 +67,7 @@ class Experiment:
         self._heartbeat = heartbeat
         self._steps = Steps(last_step)  # a resumed experiment goes on from its last step
         self._checkpoints: list[Checkpoint] = []
-        self._uploads = Uploads()
+        self._uploads = Uploads(checked)
         if code_upload is not None:
             self._uploads.add(record.id, code_upload)
         self._stopped = False
@@ -307,20 +308,18 @@ class Experiment:
 
     def _wait_for_room(self, incoming: int) -> None:
         """Block while this process's queued bytes plus ``incoming`` exceed the spool budget."""
-
-        def say_blocked() -> None:
-            console.once(
-                "backpressure",
-                "checkpointing faster than uploads: the spool is over REPLICATE_SPOOL_MAX_BYTES, "
-                "so training waits for uploads to catch up",
-            )
-
         budget = self.config.settings.spool_max_bytes
-        self._daemon.wait_for_room(self._spool.root, incoming, budget, say_blocked)
+        self._daemon.wait_for_room(self._spool.root, incoming, budget)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait until every checkpoint so far landed or failed; False on timeout."""
-        return self._daemon.wait(self._uploads.futures(), timeout)
+        """Wait until every checkpoint so far landed or failed (and the repository check ran);
+        False on timeout."""
+        return self._daemon.wait(self._uploads.background(), timeout)
+
+    def check_repository(self) -> None:
+        """Wait for the check of the repository that init() runs in the background, and raise
+        what it found (a missing bucket, refused credentials): to fail before training starts."""
+        self._uploads.check()
 
     def failures(self) -> dict[str, str]:
         """Id -> error of every upload of this experiment that failed."""
@@ -338,7 +337,7 @@ class Experiment:
         self._stopped = True
         Runs(self.config.project_dir).stopped(self.id)  # reached stop(): nothing to resume
         self._spool.release_owner(f"experiment-{self.id}", forget=True)
-        if self._heartbeat:
+        if self._heartbeat and not self._uploads.stop_check():
             try:
                 self._daemon.stop_heartbeat(self.config.repository, self.id)
             except Exception as exc:  # noqa: BLE001 - never break training at the very end

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from replicate import console
-from replicate.config import Config, load_config
+from replicate.config import Config, display_url, load_config
 from replicate.daemon import Daemon, Spool, is_running
 from replicate.errors import ValidationError
 from replicate.ids import short_id
@@ -64,7 +64,7 @@ def find(config: Config, spool: Spool, resume: Resume) -> str | None:
             return None
         raise ValidationError(
             f"nothing to resume in {config.project_dir}: no experiment started here for "
-            f'{config.repository} ended without stop(); pass resume="<id>", or '
+            f'{display_url(config.repository)} ended without stop(); pass resume="<id>", or '
             'resume="allow" to start a new one then'
         )
     if not isinstance(resume, str):

@@ -140,6 +140,21 @@ def check_raised(exc: BaseException, every: list[str]) -> None:
         seen = seen.__cause__ or seen.__context__
 
 
+def check_init(
+    url: str, project: Path, every: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """init() returns; the check it runs in the background fails with a clean error, and the
+    line it prints at once is clean too."""
+    experiment = replicate.init(repository=url, project_dir=project)
+    with pytest.raises(ReplicateError) as raised:
+        experiment.check_repository()
+    check_raised(raised.value, every)
+    experiment.stop(timeout=0)
+    captured = capsys.readouterr()
+    assert "cannot be saved to" in captured.err
+    assert_clean(captured.err + captured.out, every, "init's output")
+
+
 def check_logs(caplog: pytest.LogCaptureFixture, every: list[str]) -> None:
     """replicate's own records at any level, and every library's from WARNING up, are clean.
 
@@ -160,6 +175,7 @@ def test_credentials_refused_by_the_server(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """SeaweedFS refuses a wrong secret key or a session token: one line, no sentinel."""
     value = sentinel(variable)
@@ -167,9 +183,7 @@ def test_credentials_refused_by_the_server(
     monkeypatch.setenv(variable, value)
     url = f"s3://{s3_bucket}/repo"
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(ReplicateError) as raised:
-        replicate.init(repository=url, project_dir=tmp_path)
-    check_raised(raised.value, every)
+    check_init(url, tmp_path, every, capsys)
     check_logs(caplog, every)
     for args in (("ls", "--json"), ("show", "--json", "0000"), ("verify", "--json")):
         assert "access denied" in check_cli(tmp_path, {}, every, *args, "-R", url)
@@ -181,6 +195,7 @@ def test_unreachable_endpoint_and_signed_url(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A refused endpoint with a one-second request deadline, and a signed-URL query string."""
     secret, signature = sentinel("secret"), sentinel("signature")
@@ -189,30 +204,32 @@ def test_unreachable_endpoint_and_signed_url(
         "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{closed_port()}",
         "REPLICATE_REQUEST_DEADLINE": "1",
+        "REPLICATE_JOB_DEADLINE": "2",  # the code's upload gives up too, and stays queued
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     signed = f"s3://{s3_bucket}/repo?X-Amz-Credential=AKIA&X-Amz-Signature={signature}"
     caplog.set_level(logging.DEBUG)
     for url in (f"s3://{s3_bucket}/repo", signed):
-        with pytest.raises(ReplicateError) as raised:
-            replicate.init(repository=url, project_dir=tmp_path)
-        check_raised(raised.value, every)
+        check_init(url, tmp_path, every, capsys)
         for args in (("ls", "--json"), ("ls",)):
             assert "127.0.0.1" in check_cli(tmp_path, env, every, *args, "-R", url)
     check_logs(caplog, every)
 
 
 @pytest.mark.s3
-def test_missing_bucket(s3_bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_missing_bucket(
+    s3_bucket: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """A bucket that does not exist: one line naming it, no credentials in it."""
     signature = sentinel("signature")
     every = [signature]
     url = f"s3://{s3_bucket}-missing/repo?X-Amz-Signature={signature}"
     caplog.set_level(logging.DEBUG)
-    with pytest.raises(ReplicateError) as raised:
-        replicate.init(repository=url, project_dir=tmp_path)
-    check_raised(raised.value, every)
+    check_init(url, tmp_path, every, capsys)
     check_logs(caplog, every)
     assert f"{s3_bucket}-missing" in check_cli(tmp_path, {}, every, "ls", "-R", url)
 

@@ -58,26 +58,36 @@ class TestStalledEndpoint:
     def test_init_fails_in_one_line(
         self, tmp_path: Path, stalled: str, url: str, variable: str
     ) -> None:
-        """init() in a script: TransientStorageError naming the endpoint; the script ends."""
+        """init() in a script returns; its check in the background says, in one line, which
+        endpoint did not answer (check_repository() raises it); the script ends."""
         project = tmp_path / "project"
         project.mkdir()
         result = helpers.run_script(
             project,
             f"""
             import replicate
+            experiment = replicate.init(repository={url!r})
+            print("init returned", flush=True)
             try:
-                replicate.init(repository={url!r})
+                experiment.check_repository()
             except replicate.StorageError as exc:
                 print(type(exc).__name__, exc)
             """,
-            env={variable: stalled, "REPLICATE_REQUEST_DEADLINE": "2"},
+            env={
+                variable: stalled,
+                "REPLICATE_REQUEST_DEADLINE": "2",
+                "REPLICATE_JOB_DEADLINE": "4",
+            },
             timeout=90,
         )
         assert result.returncode == 0, result.stderr
-        (line,) = result.stdout.splitlines()
+        first, line = result.stdout.splitlines()
+        assert first == "init returned"
         assert line.startswith("TransientStorageError ")
         assert stalled in line
         assert "no answer within" in line or "timeout" in line.lower()
+        (said,) = [x for x in result.stderr.splitlines() if "cannot be saved" in x]
+        assert stalled in said
 
     def test_ls_fails_in_one_line(
         self, tmp_path: Path, stalled: str, url: str, variable: str

@@ -7,6 +7,7 @@ import webbrowser
 import click
 
 from replicate.cli._context import CliState, repository_option
+from replicate.config import display_url
 
 
 @click.command("ui")
@@ -30,13 +31,13 @@ def ui_command(state: CliState, port: int, host: str, open_browser: bool) -> Non
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(
             f"warning: the page has no login: anyone who can reach {host}:{port} can read "
-            f"{config.repository}",
+            f"{display_url(config.repository)}",
             err=True,
         )
     app = make_app(config.repository, config.spool_dir, host=host)
 
     def ready(url: str) -> None:
-        click.echo(f"replicate ui: {config.repository} at {url} (Ctrl-C to stop)")
+        click.echo(f"replicate ui: {display_url(config.repository)} at {url} (Ctrl-C to stop)")
         if open_browser:
             webbrowser.open(url)
 

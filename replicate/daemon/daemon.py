@@ -11,11 +11,11 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import CancelledError, Future, InvalidStateError
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import ClassVar, TypeVar, TypeVarTuple
+from typing import Any, ClassVar, TypeVar, TypeVarTuple
 
 import anyio
 from anyio.abc import TaskGroup
@@ -66,6 +66,8 @@ class Daemon:
         self._cond = threading.Condition()
         self._futures: dict[str, Future[Landed]] = {}
         self._pending: dict[str, Job] = {}
+        #: repository checks started by :meth:`check_soon` and not finished (loop side)
+        self._checking = 0
         self._spools: dict[Path, Spool] = {}
         self._portal: BlockingPortal | None = None
         self._loop: asyncio.AbstractEventLoop
@@ -117,6 +119,48 @@ class Daemon:
 
         return self.call(run)
 
+    def check_soon(
+        self,
+        url: str,
+        check: Callable[[Repository], Awaitable[None]],
+        *,
+        heartbeat_of: str | None = None,
+    ) -> Future[None]:
+        """Run ``check(repository)`` in the loop without waiting for it; then, with
+        ``heartbeat_of``, start that experiment's heartbeat (its first beat proves the
+        repository writable). The exit drain waits for it like a job.
+
+        Cancelling the future (the experiment stopped first) keeps the heartbeat from starting.
+        """
+        self._check()
+        future: Future[None] = Future()
+
+        def settle(exc: BaseException | None) -> None:
+            with contextlib.suppress(InvalidStateError):  # cancelled meanwhile
+                if exc is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(exc)
+
+        async def run() -> None:
+            self._checking += 1
+            try:
+                await check(await self._pool.get(url))
+                if heartbeat_of is not None and not future.cancelled():
+                    await self._heartbeats.start(url, heartbeat_of)
+            except anyio.get_cancelled_exc_class():
+                settle(DaemonClosed("the uploader stopped before the repository was checked"))
+                raise
+            except Exception as exc:  # noqa: BLE001 - the caller gets it through the future
+                settle(exc)
+            else:
+                settle(None)
+            finally:
+                self._checking -= 1
+
+        self._loop.call_soon_threadsafe(self._jobs.start_soon, run)
+        return future
+
     def spool(self, root: Path) -> Spool:
         """This process's handle on a project's spool; takes the owner lock on first use."""
         with self._cond:
@@ -138,21 +182,23 @@ class Daemon:
         self._loop.call_soon_threadsafe(self._jobs.start_soon, self._worker.run, job)
         return future
 
-    def wait_for_room(
-        self, root: Path, incoming: int, budget: int, on_block: Callable[[], None]
-    ) -> None:
+    def wait_for_room(self, root: Path, incoming: int, budget: int) -> None:
         """Block until this process's queued bytes plus ``incoming`` fit in ``budget``."""
         with self._cond:
             if self._fits(root, incoming, budget):
                 return
-            on_block()
+            console.once(
+                "backpressure",
+                "checkpointing faster than uploads: the spool is over REPLICATE_SPOOL_MAX_BYTES, "
+                "so training waits for uploads to catch up",
+            )
             self._cond.wait_for(lambda: self._fits(root, incoming, budget))
 
     def _fits(self, root: Path, incoming: int, budget: int) -> bool:
         queued = sum(j.size for j in self._pending.values() if _root(j) == root)
         return queued == 0 or queued + incoming <= budget
 
-    def wait(self, futures: list[Future[Landed]], timeout: float | None) -> bool:
+    def wait(self, futures: Sequence[Future[Any]], timeout: float | None) -> bool:
         """Wait for ``futures`` to finish (landed or failed); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for future in futures:
@@ -161,6 +207,8 @@ class Daemon:
                 future.exception(timeout=remaining)
             except TimeoutError:
                 return False
+            except CancelledError:
+                continue
         return True
 
     def start_heartbeat(
@@ -272,10 +320,12 @@ class Daemon:
         timeout = self.settings.exit_timeout
         start = time.monotonic()
         said_at: float | None = None
-        while pending := self._pending_snapshot():
+        while (pending := self._pending_snapshot()) or self._checking:
             elapsed = time.monotonic() - start
-            if elapsed >= ANNOUNCE_AFTER and (
-                said_at is None or elapsed - said_at >= PROGRESS_EVERY
+            if (
+                pending
+                and elapsed >= ANNOUNCE_AFTER
+                and (said_at is None or elapsed - said_at >= PROGRESS_EVERY)
             ):
                 said_at = elapsed
                 megabytes = sum(j.size for j in pending) / 1e6
@@ -285,6 +335,8 @@ class Daemon:
                     "`replicate wait`"
                 )
             if self._abandon.is_set() or (timeout is not None and elapsed >= timeout):
+                if not pending:
+                    break  # only a repository check was left: nothing stays queued
                 why = "interrupted" if self._abandon.is_set() else "REPLICATE_EXIT_TIMEOUT reached"
                 console.warn(
                     f"{why}: leaving {len(pending)} job(s) in the queue "

@@ -67,8 +67,16 @@ class Heartbeats:
         self, url: str, experiment_id: str, rank: int = 0, world_size: int | None = None
     ) -> None:
         """Write the first beat now (proving the repository is writable), then on the timer."""
-        await self.beat(url, experiment_id, rank, world_size)
-        self._running[(url, experiment_id, rank)] = world_size
+        key = (url, experiment_id, rank)
+        self._running[key] = world_size  # first: a stop() during the first beat must see it
+        try:
+            await self.beat(url, experiment_id, rank, world_size)
+        except BaseException:
+            self._running.pop(key, None)
+            raise
+        if key not in self._running:  # stopped while the first beat was in flight
+            repository = await self._pool.get(url)
+            await repository.delete_heartbeat(experiment_id, rank)
 
     async def stop(self, url: str, experiment_id: str, rank: int = 0) -> None:
         self._running.pop((url, experiment_id, rank), None)

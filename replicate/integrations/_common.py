@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import replicate
 from replicate import console
+from replicate.config import display_url
 from replicate.errors import MissingExtra, ValidationError
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class Recording:
         console.once(
             f"where-{self.id}",
             f"{self.framework} checkpoints of experiment {self.short_id} go to "
-            f"{self.experiment.config.repository}",
+            f"{display_url(self.experiment.config.repository)}",
             warning=False,
         )
         return self.experiment

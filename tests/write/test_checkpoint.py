@@ -205,9 +205,10 @@ class TestHeartbeat:
     def test_heartbeat_exists_while_running_and_goes_at_stop(
         self, repo_url: str, tmp_path: Path
     ) -> None:
-        """init() writes a heartbeat at once; stop() deletes it."""
+        """init()'s check writes the first heartbeat (in the background); stop() deletes it."""
         project = make_project(tmp_path)
         experiment = replicate.init(repository=repo_url, project_dir=project)
+        experiment.check_repository()
         assert helpers.heartbeat_exists(repo_url, experiment.id)
         experiment.stop()
         assert not helpers.heartbeat_exists(repo_url, experiment.id)
@@ -380,19 +381,35 @@ class TestJournal:
 
 class TestUnreachableRepository:
     @pytest.mark.s3
-    def test_init_against_a_missing_bucket_fails_clearly_and_leaves_nothing(
-        self, s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    def test_a_missing_bucket_is_said_at_once_and_the_experiment_stays_queued(
+        self,
+        s3_endpoint: str,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
-        """init() on a bucket that does not exist raises one line saying how to create it."""
+        """init() on a bucket that does not exist returns (it checks in the background); the
+        check prints one line saying how to create it, check_repository() raises it, and the
+        experiment waits in the queue for `replicate wait`."""
         monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
         project = make_project(tmp_path)
+        experiment = replicate.init(
+            path=".", repository="s3://never-made/repo", project_dir=project
+        )
         with pytest.raises(replicate.StorageError) as info:
-            replicate.init(path=".", repository="s3://never-made/repo", project_dir=project)
+            experiment.check_repository()
         message = str(info.value)
         assert "never-made" in message
         assert "create it" in message
         assert "\n" not in message
-        assert Spool(project / ".replicate" / "spool").jobs() == []
-        assert not (project / ".replicate" / "spool" / "data").exists() or not list(
-            (project / ".replicate" / "spool" / "data").iterdir()
+        experiment.stop()
+        said = [line for line in capsys.readouterr().err.splitlines() if "cannot be saved" in line]
+        expected = (
+            f"replicate: warning: experiment {experiment.short_id} cannot be saved to "
+            f"s3://never-made/repo: {message}. Its code and checkpoints are kept in the local "
+            "queue: fix the repository, then `replicate wait` uploads them"
         )
+        assert said == [expected]
+        (job,) = Spool(project / ".replicate" / "spool").jobs()
+        assert job.kind == "experiment"
+        assert job.experiment_id == experiment.id
