@@ -50,6 +50,11 @@ class Config:
     settings: Settings = field(default_factory=lambda: Settings())
 
     @property
+    def shown_repository(self) -> str:
+        """The repository URL as printed: see :func:`display_url`."""
+        return display_url(self.repository)
+
+    @property
     def spool_dir(self) -> Path:
         """The durable upload queue: ``<project_dir>/.replicate/spool``."""
         return self.project_dir / ".replicate" / "spool"

@@ -109,6 +109,7 @@ def collective_init(
     if rank.leader:
         try:
             experiment = start()
+            experiment.check_repository()  # here, not in the background: all ranks fail at once
         except BaseException as exc:
             # the original error is what rank 0 must raise, even if the group is broken too
             with contextlib.suppress(Exception):

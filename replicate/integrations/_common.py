@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import replicate
 from replicate import console
-from replicate.config import display_url
 from replicate.errors import MissingExtra, ValidationError
 
 if TYPE_CHECKING:
@@ -176,7 +175,7 @@ class Recording:
         console.once(
             f"where-{self.id}",
             f"{self.framework} checkpoints of experiment {self.short_id} go to "
-            f"{display_url(self.experiment.config.repository)}",
+            f"{self.experiment.config.shown_repository}",
             warning=False,
         )
         return self.experiment
