@@ -63,6 +63,8 @@ def drain(
     ``parts_only``, only other ranks' parts of sharded checkpoints (what a restarted rank
     other than 0 lands before rank 0's resume waits for them).
     """
+    # Over 60 lines: one polling loop whose state (jobs taken, owners held, jobs failed) is
+    # shared by the take-over, the submissions and the watch; split, it would be passed around.
     spool = Spool(config.spool_dir)
 
     def mine(job: Job) -> bool:

@@ -98,6 +98,7 @@ async def delete_all(
     A checkpoint leaves its experiment's JSON (rewritten from a fresh read) before its tarball
     is deleted, so readers never see a checkpoint whose data is gone.
     """
+    # Over 60 lines: the deletions below share one concurrency limit and one progress count.
     limiter = anyio.CapacityLimiter(DELETE_CONCURRENCY)
 
     def done(n: int = 1) -> None:

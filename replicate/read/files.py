@@ -159,6 +159,29 @@ class CheckoutResult:
 Confirm = Callable[[list[str], list[str]], bool]
 
 
+async def _fetch(
+    repository: Repository,
+    todo: list[Archive],
+    sink: ExtractTo,
+    on_total: Progress | None,
+    on_progress: Progress | None,
+) -> None:
+    """Stream ``todo`` into ``sink`` in order (the checkpoint's files win), sizes told first."""
+    sizes = [0] * len(todo)
+
+    async def size(i: int, archive: Archive) -> None:
+        with contextlib.suppress(ObjectNotFound):  # reported when streamed
+            sizes[i] = await repository.archive_size(archive.folder, archive.id)
+
+    async with anyio.create_task_group() as tg:
+        for i, archive in enumerate(todo):
+            tg.start_soon(size, i, archive)
+    if on_total is not None:
+        on_total(sum(sizes))
+    for archive in todo:
+        await stream_into(repository, archive, sink, on_progress)
+
+
 def checkout(
     source: Source,
     experiment: ExperimentRecord,
@@ -189,24 +212,8 @@ def checkout(
     output_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".replicate-checkout-", dir=output_dir))
     sink = ExtractTo(staging, paths)
-
-    async def fetch(repository: Repository) -> None:
-        sizes = [0] * len(todo)
-
-        async def size(i: int, archive: Archive) -> None:
-            with contextlib.suppress(ObjectNotFound):  # reported when streamed
-                sizes[i] = await repository.archive_size(archive.folder, archive.id)
-
-        async with anyio.create_task_group() as tg:
-            for i, archive in enumerate(todo):
-                tg.start_soon(size, i, archive)
-        if on_total is not None:
-            on_total(sum(sizes))
-        for archive in todo:  # in order: the checkpoint's files win
-            await stream_into(repository, archive, sink, on_progress)
-
     try:
-        source.run(fetch)
+        source.run(lambda repository: _fetch(repository, todo, sink, on_total, on_progress))
         if paths is not None and not sink.written:
             raise DoesNotExist(f"nothing matches {', '.join(paths)} in {what}")
         files = sorted(sink.written)
