@@ -184,13 +184,13 @@ def _check_repository(
     """
     if new_id:
 
-        async def unused(repo: Repository) -> None:
+        async def id_is_free(repo: Repository) -> None:
             if await repo.storage.exists(experiment_key(experiment_id)):
                 raise ValidationError(
                     f"experiment {short_id(experiment_id)} already exists in {display_url(url)}"
                 )
 
-        daemon.with_repository(url, unused)
+        daemon.with_repository(url, id_is_free)
 
     async def check(repo: Repository) -> None:
         await repo.check_version(create=True)
@@ -326,6 +326,7 @@ def _create(
     try:
         job = _stage_code(spool, daemon.owner, config, record, files)
     except BaseException:
+        ready.cancel()  # a heartbeat not started yet never starts
         if heartbeat:
             daemon.stop_heartbeat(config.repository, record.id)
         raise
