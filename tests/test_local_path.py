@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from write import helpers
@@ -11,6 +12,7 @@ from write import helpers
 import replicate
 from replicate.errors import DoesNotExist, ValidationError
 from replicate.ids import random_id
+from replicate.read import cache, files
 from replicate.read.cache import MANIFEST
 
 
@@ -72,6 +74,29 @@ class TestLocalPath:
         assert checkpoint.local_path("model.ckpt").read_bytes() == b"m" * 3000
         (path.parent / MANIFEST).write_text("not json")
         assert checkpoint.local_path("model.ckpt").read_bytes() == b"m" * 3000
+
+    def test_an_entry_another_process_just_made_is_used_not_replaced(
+        self, written: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Two processes (two ranks) ask at once: the one that finds the other's whole entry
+        in place, after it looked the first time, uses it and does not delete it under the
+        other's reads."""
+        _, id = written
+        checkpoint = replicate.experiments.get(_experiment_of(id)).checkpoint(id)
+        real = files.not_pending
+        made: list[Path] = []
+
+        def other_process_first(*args: Any) -> None:  # between the two looks at the entry
+            monkeypatch.setattr(cache, "not_pending", real)
+            made.append(checkpoint.local_path())
+            (made[0] / "made-by-the-other").touch()  # not in the manifest: the entry stays whole
+            real(*args)
+
+        monkeypatch.setattr(cache, "not_pending", other_process_first)
+        entry = checkpoint.local_path()
+        assert made == [entry]
+        assert (entry / "made-by-the-other").exists()
+        assert (entry / "model.ckpt").read_bytes() == b"m" * 3000
 
     def test_missing_member_and_metrics_only(self, written: tuple[str, str]) -> None:
         """A name not in the checkpoint, or a checkpoint without files, is one clear error."""

@@ -113,6 +113,8 @@ def cached_checkpoint(source: Source, checkpoint: CheckpointRecord) -> Path:
         return entry
     not_pending(checkpoint, source)
     if entry.exists():
+        if _valid(entry, checkpoint.id):  # another process (a rank beside this one) made it
+            return entry  # meanwhile, and may be reading it now
         _discard(entry)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{checkpoint.id[:7]}-", dir=root))
