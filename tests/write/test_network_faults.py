@@ -143,7 +143,9 @@ def test_an_outage_past_the_job_deadline_stays_queued_until_wait(
     queued = json.loads(cli(project, "queue", "--json").stdout)
     errors = {job["kind"]: job["error"] for job in queued}
     assert errors.get("checkpoint"), queued  # queued, with what went wrong
-    assert "503" in errors["checkpoint"] or "slow" in errors["checkpoint"].lower()
+    # the last attempt's answer: the 503, or (on a loaded machine) no answer before the deadline
+    said = errors["checkpoint"].lower()
+    assert "503" in said or "slow" in said or "no answer" in said, said
     down.clear()  # the server is back
     waited = cli(project, "wait", env={"AWS_ENDPOINT_URL_S3": s3_proxy.url})
     assert waited.returncode == 0, waited.stderr
