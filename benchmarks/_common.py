@@ -223,6 +223,19 @@ def settle() -> None:
     os.sync()
 
 
+def runqueue_seconds() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (Linux schedstat; else 0).
+
+    The difference across a call tells how much of its wall time went to waiting for a core
+    (other threads, other processes) rather than to its own work or to blocking.
+    """
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def timed(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> tuple[float, T]:
     """Wall time of one call, and its result."""
     start = time.perf_counter()

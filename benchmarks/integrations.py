@@ -33,6 +33,7 @@ from benchmarks._common import (
     progress,
     ratio,
     record_summary,
+    runqueue_seconds,
     settle,
     temp_dir,
     verdict,
@@ -46,6 +47,8 @@ FACTOR = 1.2
 Timings = list[float]
 #: the integration's own part of each save (the hand-over), measured inside the saves above
 HAND_OVER: Timings = []
+#: of each timed save of the current fit, the seconds the saving thread waited for a CPU
+QUEUED: Timings = []
 
 
 def _time_into(times: Timings, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -59,11 +62,14 @@ def _time_into(times: Timings, fn: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-def _timed(times: Timings, fn: Callable[[], Any]) -> Any:
+def _timed(times: Timings, fn: Callable[[], Any], queued: Timings | None = None) -> Any:
     settle()
+    waited = runqueue_seconds()
     start = time.perf_counter()
     result = fn()
     times.append(time.perf_counter() - start)
+    if queued is not None:
+        queued.append(runqueue_seconds() - waited)
     return result
 
 
@@ -89,7 +95,7 @@ def lightning_fit(work: Path, ours: bool, steps: int) -> tuple[Timings, Path]:
 
     class Timed(pl.callbacks.ModelCheckpoint):  # type: ignore[misc]
         def _save_checkpoint(self, trainer: Any, filepath: str) -> None:
-            _timed(times, lambda: super(Timed, self)._save_checkpoint(trainer, filepath))
+            _timed(times, lambda: super(Timed, self)._save_checkpoint(trainer, filepath), QUEUED)
 
     class Big(pl.LightningModule):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -139,7 +145,7 @@ def transformers_fit(work: Path, ours: bool, steps: int) -> tuple[Timings, Path]
 
     class Timed(transformers.Trainer):  # type: ignore[misc]
         def _save_checkpoint(self, model: Any, trial: Any) -> None:
-            _timed(times, lambda: super(Timed, self)._save_checkpoint(model, trial))
+            _timed(times, lambda: super(Timed, self)._save_checkpoint(model, trial), QUEUED)
 
     config = transformers.BertConfig(
         vocab_size=32768,  # the embedding alone: 32768 x 512 float32 = 64 MiB
@@ -189,7 +195,7 @@ def keras_fit(work: Path, ours: bool, steps: int) -> tuple[Timings, Path]:
 
     class Timed(base):  # type: ignore[misc]
         def _save_model(self, epoch: int, batch: Any, logs: Any) -> None:
-            _timed(times, lambda: super(Timed, self)._save_model(epoch, batch, logs))
+            _timed(times, lambda: super(Timed, self)._save_model(epoch, batch, logs), QUEUED)
 
     model = keras.Sequential([keras.Input((4096,)), keras.layers.Dense(4096)])
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=1e-6), loss="mse")
@@ -205,23 +211,28 @@ def keras_fit(work: Path, ours: bool, steps: int) -> tuple[Timings, Path]:
 FITS = {"Lightning": lightning_fit, "Transformers": transformers_fit, "Keras": keras_fit}
 
 
-def _measure(name: str, steps: int) -> tuple[Timings, Timings, Timings, int]:
+def _measure(name: str, steps: int) -> tuple[Timings, Timings, Timings, int, Timings, Timings]:
+    """Save times own / ours, copy times, the file's size; CPU waits of the saves own / ours."""
     fit = FITS[name]
     own: Timings = []
     ours: Timings = []
+    own_queued: Timings = []
+    ours_queued: Timings = []
     size = 0
     copies: Timings = []
     for turn, replicate_turn in enumerate([False, True, True, False]):  # ABBA
         with temp_dir(f"bench-{name.lower()}") as work:
             os.chdir(work)
             progress(f"{name}: fit {turn + 1}/4 ({'replicate' if replicate_turn else 'own'})")
+            QUEUED.clear()
             times, saved = fit(work, replicate_turn, steps)
             (ours if replicate_turn else own).extend(times[1:])  # the first save warms up
+            (ours_queued if replicate_turn else own_queued).extend(QUEUED[1:])
             if replicate_turn and name != "Transformers":
                 del HAND_OVER[-len(times) : -len(times) + 1]
             size = saved.stat().st_size
             copies += _copy_times(saved, 3)
-    return own, ours, copies, size
+    return own, ours, copies, size, own_queued, ours_queued
 
 
 def run(options: Options) -> None:
@@ -233,10 +244,11 @@ def run(options: Options) -> None:
             (project / "replicate.yaml").write_text(f"repository: {(project / 'repo').as_uri()}\n")
             cwd = os.getcwd()
             try:
-                own, ours, copies, size = _measure(name, steps)
+                own, ours, copies, size, own_queued, ours_queued = _measure(name, steps)
             finally:
                 os.chdir(cwd)
         o50, r50, c50, h50 = p50(own), p50(ours), p50(copies), p50(HAND_OVER)
+        queued = f"{fmt_s(p50(own_queued))} / {fmt_s(p50(ours_queued))}"
         bar = o50 + FACTOR * c50
         ok = r50 <= bar
         rows.append(
@@ -249,6 +261,7 @@ def run(options: Options) -> None:
                 fmt_x(ratio(r50, o50)),
                 fmt_s(r50 - o50),
                 fmt_s(h50),
+                queued,
                 fmt_s(c50),
                 fmt_s(bar),
                 verdict(ok),
@@ -260,7 +273,8 @@ def run(options: Options) -> None:
             f"{fmt_s(r50)}",
             "≤ own save + 1.2× copy",
             ok,
-            f"own {fmt_s(o50)}, copy {fmt_s(c50)}, hand-over {fmt_s(h50)}",
+            f"own {fmt_s(o50)}, copy {fmt_s(c50)}, hand-over {fmt_s(h50)}, "
+            f"waiting for a CPU own/ours {queued}",
         )
     print_table(
         "Blocking time per save: the framework's own checkpointing vs with the integration",
@@ -273,6 +287,7 @@ def run(options: Options) -> None:
             "ratio",
             "overhead",
             "hand-over p50",
+            "CPU wait own/ours",
             "copy p50",
             "bar",
             "target",
@@ -284,4 +299,6 @@ def run(options: Options) -> None:
     note("hand-over = the integration's own part of a save (after_save_checkpoint, on_save,")
     note("the Keras record step); the rest of 'overhead' is the framework's own save running")
     note("slower beside the background upload of the previous checkpoint (2 cores).")
+    note("CPU wait = p50 of the time the saving thread was runnable but had no core (schedstat):")
+    note("what ours adds there is the save queueing behind that upload and other processes.")
     note("the machine is shared: compare figures within one run only.")
