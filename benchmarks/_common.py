@@ -223,17 +223,23 @@ def settle() -> None:
     os.sync()
 
 
-def runqueue_seconds() -> float:
-    """Seconds this thread has spent runnable but waiting for a CPU (Linux schedstat; else 0).
+def thread_sched() -> tuple[float, float]:
+    """This thread's seconds on a CPU, and runnable but waiting for one (Linux schedstat).
 
-    The difference across a call tells how much of its wall time went to waiting for a core
-    (other threads, other processes) rather than to its own work or to blocking.
+    Across a call, wall time minus both is time blocked (on I/O, a lock, the GIL). (0, 0)
+    where schedstat is not available.
     """
     try:
         with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e9
+            fields = f.read().split()
+        return int(fields[0]) / 1e9, int(fields[1]) / 1e9
     except (OSError, IndexError, ValueError):
-        return 0.0
+        return 0.0, 0.0
+
+
+def runqueue_seconds() -> float:
+    """Seconds this thread has spent runnable but waiting for a CPU (see :func:`thread_sched`)."""
+    return thread_sched()[1]
 
 
 def timed(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> tuple[float, T]:

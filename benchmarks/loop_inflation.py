@@ -44,6 +44,7 @@ from benchmarks._common import (
     rewrite,
     settle,
     temp_dir,
+    thread_sched,
     timed,
 )
 
@@ -80,6 +81,9 @@ class Side:
     work: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     tail: list[float] = field(default_factory=list)
+    #: of the work chunks: the loop thread runnable without a core; blocked (GIL, I/O)
+    queued: list[float] = field(default_factory=list)
+    blocked: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -158,7 +162,7 @@ def _sample(
     step: int,
 ) -> None:
     settle()
-    save = blocking = working = 0.0
+    save = blocking = working = on_cpu = queued = 0.0
     landed: list[str] = []
     cpu0 = time.process_time()
     start = time.perf_counter()
@@ -169,9 +173,13 @@ def _sample(
         if experiment is not None:
             checkpoint = experiment.checkpoint(path=target.name, step=step + k, quiet=True)
             landed.append(checkpoint.id)
+        sched = thread_sched()
         t2 = time.perf_counter()
         work(iterations)
         t3 = time.perf_counter()
+        after = thread_sched()
+        on_cpu += after[0] - sched[0]
+        queued += after[1] - sched[1]
         save += t1 - t0
         blocking += t2 - t1
         working += t3 - t2
@@ -180,6 +188,8 @@ def _sample(
     side.save.append(save)
     side.blocking.append(blocking)
     side.work.append(working)
+    side.queued.append(queued)
+    side.blocked.append(max(0.0, working - on_cpu - queued))
     if experiment is not None:
         elapsed, _ = timed(experiment.wait)
         side.tail.append(elapsed)
@@ -248,6 +258,18 @@ def _row(result: Result) -> list[object]:
         f"≤ {result.target * 100:.0f} %",
         "meets" if slowdown <= result.target else "MISSES",
     ]
+
+
+def _where_it_went(result: Result, chunks: int) -> str:
+    """Where the work chunks' extra time went, and what the background cost in CPU."""
+    base, mine = result.base, result.mine
+    background = (p50(mine.cpu) - p50(base.cpu)) / chunks
+    return (
+        f"{result.label}: work chunks per sample b / r: waiting for a CPU "
+        f"{fmt_s(p50(base.queued))} / {fmt_s(p50(mine.queued))}, blocked (GIL, I/O) "
+        f"{fmt_s(p50(base.blocked))} / {fmt_s(p50(mine.blocked))}; process CPU added per "
+        f"checkpoint {fmt_s(background)} (schedstat of the loop thread)"
+    )
 
 
 def run(options: Options) -> None:
@@ -329,6 +351,8 @@ def run(options: Options) -> None:
             + "; replicate "
             + " ".join(fmt_s(t) for t in result.mine.total)
         )
+    for result in results:
+        note(_where_it_went(result, plan.chunks))
     if skipped:
         note(f"numpy loop skipped: {skipped}")
 
