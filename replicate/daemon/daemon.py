@@ -38,6 +38,11 @@ Ts = TypeVarTuple("Ts")
 #: Seconds of draining at exit before saying so.
 ANNOUNCE_AFTER = 0.25
 PROGRESS_EVERY = 5.0
+#: Seconds between a job's hand-over and the loop starting it. Started at once, the woken
+#: loop thread takes the GIL to begin the upload while ``checkpoint()`` still needs it to
+#: return: measured on 2 cores, a 1 KiB checkpoint's hand-over took 0.06-0.3 ms at p50 and
+#: ~0.45 ms at p90 that way, against 0.03-0.07 ms and 0.1-0.17 ms with this delay.
+START_DELAY = 0.002
 
 
 class Daemon:
@@ -178,8 +183,11 @@ class Daemon:
             self._futures[job.id] = future
             self._pending[job.id] = job
         # Not portal.start_task_soon: that waits for the loop to take the task, and the loop
-        # may be busy; call_soon_threadsafe only appends to the loop's queue.
-        self._loop.call_soon_threadsafe(self._jobs.start_soon, self._worker.run, job)
+        # may be busy; call_soon_threadsafe only appends to the loop's queue. The job starts
+        # START_DELAY later, once the caller has returned (see START_DELAY).
+        self._loop.call_soon_threadsafe(
+            self._loop.call_later, START_DELAY, self._jobs.start_soon, self._worker.run, job
+        )
         return future
 
     def wait_for_room(self, root: Path, incoming: int, budget: int) -> None:
